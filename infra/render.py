@@ -1,0 +1,138 @@
+"""Engine launch arguments, rendered from the shared jinja2 templates.
+
+One renderer for every provider: ``templates/engines/<engine>.argv.j2`` turns the spec
+into an argv list. Flags are checked against ``<engine>.flags.yaml`` (which flags exist in
+which engine version), so a flag the pinned engine lacks is an error here, not after a
+cold start.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from .errors import GlmserveError, Problem
+from .spec import NodeSpec
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+ENGINE_DIR = TEMPLATES / "engines"
+
+# Spec keys that an engine cannot express, declared as data per engine.
+UNSUPPORTED = {
+    "sglang": {
+        "serving.loadStrategy": "SGLang has no --safetensors-load-strategy; unset serving.loadStrategy for this engine",
+    },
+    "vllm": {},
+}
+
+SGLANG_KV = {"auto": "auto", "fp8": "fp8_e4m3", "fp8_e4m3": "fp8_e4m3", "fp8_e5m2": "fp8_e5m2", "bfloat16": "auto"}
+
+
+@lru_cache(maxsize=None)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+@lru_cache(maxsize=None)
+def flag_table(engine: str) -> dict[str, Any]:
+    return yaml.safe_load((ENGINE_DIR / f"{engine}.flags.yaml").read_text())
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+@dataclass(frozen=True)
+class EngineCommand:
+    engine: str
+    argv: list[str]
+    # The image's own entrypoint; providers that hand `args` to it pass argv[len(entrypoint):].
+    image_entrypoint: list[str]
+    api_key_env: str
+    api_key_flag: str | None
+
+    def args_after_entrypoint(self) -> list[str]:
+        n = len(self.image_entrypoint)
+        if self.argv[:n] != self.image_entrypoint:
+            raise ValueError(f"argv does not start with the image entrypoint {self.image_entrypoint}")
+        return self.argv[n:]
+
+    def shell(self) -> str:
+        return shlex.join(self.argv)
+
+
+def _check_flags(engine: str, version: str, argv: list[str], extra: list[str]) -> None:
+    table = flag_table(engine)
+    flags = table["flags"]
+    problems = []
+    for a in argv:
+        if not a.startswith("--"):
+            continue
+        name = a.split("=", 1)[0]
+        key = "engine.extraArgs" if a in extra else "engine.version"
+        info = flags.get(name)
+        if info is None:
+            import difflib
+            near = difflib.get_close_matches(name, list(flags), n=1)
+            problems.append(Problem(
+                key=key, value=name,
+                message=f"{engine} has no flag {name}" + (f" (did you mean {near[0]}?)" if near else ""),
+                allowed="flags listed in templates/engines/" + f"{engine}.flags.yaml"))
+        elif _version(version) < _version(str(info["since"])):
+            problems.append(Problem(
+                key="engine.version", value=version,
+                message=f"{name} needs {engine} >= {info['since']}",
+                allowed=f"{engine} >= {info['since']}, or remove the setting that renders {name}"))
+    if problems:
+        raise GlmserveError(problems, headline="the engine command cannot be rendered")
+
+
+def render(spec: NodeSpec, engine: str | None = None) -> EngineCommand:
+    engine = engine or spec.engine.name
+    if engine not in ("vllm", "sglang"):
+        raise GlmserveError([Problem(key="engine.name", message="unknown engine", value=engine, allowed="vllm, sglang")])
+    problems = []
+    for key, why in UNSUPPORTED[engine].items():
+        section, field = key.split(".")
+        if getattr(getattr(spec, section), _snake(field)) is not None:
+            problems.append(Problem(key=key, message=why, value=getattr(getattr(spec, section), _snake(field))))
+    if problems:
+        raise GlmserveError(problems, headline=f"the node cannot be expressed for {engine}")
+    template = environment().get_template(f"engines/{engine}.argv.j2")
+    text = template.render(
+        model=spec.model, serving=spec.serving, extra_args=list(spec.engine.extra_args),
+        sglang_kv_dtype=SGLANG_KV[spec.serving.kv_cache_dtype],
+    )
+    argv = [str(a) for a in yaml.safe_load(text)]
+    _check_flags(engine, spec.engine.version, argv, list(spec.engine.extra_args))
+    _check_duplicates(argv, list(spec.engine.extra_args))
+    table = flag_table(engine)
+    return EngineCommand(
+        engine=engine, argv=argv, image_entrypoint=list(table["image_entrypoint"]),
+        api_key_env=table["api_key"]["env"], api_key_flag=table["api_key"].get("flag"),
+    )
+
+
+def _check_duplicates(argv: list[str], extra: list[str]) -> None:
+    base = argv[: len(argv) - len(extra)] if extra else argv
+    rendered = {a.split("=", 1)[0] for a in base if a.startswith("--")}
+    for a in extra:
+        name = a.split("=", 1)[0]
+        if name in rendered:
+            raise GlmserveError([Problem(
+                key="engine.extraArgs", value=name,
+                message=f"{name} is rendered from the spec already; set the spec field instead of passing it again")])
+
+
+def _snake(camel: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in camel)

@@ -1,0 +1,91 @@
+"""The small interface every target implements (SkyPilot's clouds/<cloud>.py pattern).
+
+A provider turns one validated NodeSpec plus the shared engine command into child
+resources of the ServingNode component. What it cannot honour is declared as data in
+``unsupported``; its own spec block (``glmserve:<name>``) is validated by ``options_model``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from infra.errors import GlmserveError, Problem
+from infra.render import EngineCommand
+from infra.spec import NodeSpec
+
+
+class ProviderOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+@dataclass(frozen=True)
+class Credential:
+    env: str
+    what: str
+    config_key: Optional[str] = None
+
+
+@dataclass
+class DeployContext:
+    """What a provider gets at `pulumi up`: plain data plus secret Outputs."""
+
+    spec: NodeSpec
+    command: EngineCommand
+    stack: str
+    project: str
+    parent: Any                      # the ServingNode ComponentResource
+    api_key: Any                     # pulumi.Output[str], secret
+    hf_token: Any = None             # pulumi.Output[str] | None, secret
+    plan: Any = None                 # capacity/cost plan, when the planner has landed
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider:
+    name: ClassVar[str]
+    unsupported: ClassVar[dict[str, str]] = {}
+    credentials: ClassVar[tuple[Credential, ...]] = ()
+    options_model: ClassVar[type[ProviderOptions]] = ProviderOptions
+
+    def options(self, spec: NodeSpec) -> ProviderOptions:
+        raw = getattr(spec, self.name, None) or {}
+        try:
+            return self.options_model.model_validate(raw)
+        except ValidationError as e:
+            problems = []
+            for err in e.errors():
+                key = ".".join([self.name, *map(str, err["loc"])])
+                msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+                allowed = ", ".join(f.alias or n for n, f in self.options_model.model_fields.items()) \
+                    if err["type"] == "extra_forbidden" else None
+                problems.append(Problem(key=key, message=msg, value=err.get("input") if err["type"] != "extra_forbidden" else None, allowed=allowed))
+            raise GlmserveError(problems) from None
+
+    def validate(self, spec: NodeSpec) -> None:
+        """Raise GlmserveError for anything this provider cannot deploy."""
+        problems = []
+        for key, why in self.unsupported.items():
+            section, _, fieldname = key.partition(".")
+            value = getattr(getattr(spec, section), fieldname, None)
+            if value:
+                problems.append(Problem(key=key, message=f"not supported by the {self.name} provider: {why}", value=value))
+        if problems:
+            raise GlmserveError(problems)
+        self.options(spec)
+
+    def missing_credentials(self, env: dict[str, str]) -> list[Credential]:
+        return [c for c in self.credentials if not env.get(c.env)]
+
+    def deploy_variables(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> dict[str, Any]:
+        """Everything the provider's template needs, as plain data without secret values."""
+        raise NotImplementedError
+
+    def artifact(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> str:
+        """What `glmserve render --artifact` prints: exactly what would be deployed."""
+        raise NotImplementedError
+
+    def create_resources(self, ctx: DeployContext) -> dict[str, Any]:
+        """Create child resources parented to ctx.parent; return extra stack outputs."""
+        raise NotImplementedError
