@@ -1,0 +1,187 @@
+"""`glmserve`: validate, render and plan offline; preview, up, refresh and destroy a stack
+through the real Pulumi engine.
+
+User errors print a message naming the key, the file, the value and what is allowed, and
+exit 2 (1 for a failed deployment); they never print a Python traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable
+
+from .errors import GlmserveError, Problem
+from .secrets import redact
+
+EXIT_USER = 2
+EXIT_FAILED = 1
+
+
+def _spec(stack: str):
+    from .stackfile import spec_for_stack
+    return spec_for_stack(stack)
+
+
+def _provider(spec):
+    import providers
+    return providers.get(spec.provider)
+
+
+# ----------------------------------------------------------------------------- offline
+
+def cmd_validate(args) -> int:
+    from .render import render
+
+    spec = _spec(args.stack)
+    provider = _provider(spec)
+    provider.validate(spec)
+    command = render(spec)
+    if args.engine_check:
+        from . import engine_check
+        verdict = engine_check.check_spec(spec, command)
+        if not verdict.ok:
+            raise GlmserveError(verdict.problems, headline=f"{command.engine} {spec.engine.version} rejects the command")
+        print(f"{args.stack}: OK ({command.engine} {spec.engine.version}'s own parser accepts the command)")
+        return 0
+    print(f"{args.stack}: OK")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .render import render
+
+    spec = _spec(args.stack)
+    command = render(spec, args.engine)
+    if args.artifact:
+        provider = _provider(spec)
+        provider.validate(spec)
+        from .workspace import PROJECT
+        sys.stdout.write(redact(provider.artifact(spec, command, args.stack, PROJECT)))
+        return 0
+    if args.format == "json":
+        print(json.dumps(command.argv))
+    elif args.format == "shell":
+        print(command.shell())
+    else:
+        print("\n".join(command.argv))
+    return 0
+
+
+def cmd_stacks(args) -> int:
+    from .stackfile import list_stacks
+    for s in list_stacks():
+        print(s)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from . import plan
+    return plan.run(args)
+
+
+# ----------------------------------------------------------------------------- engine
+
+def _engine_op(op: str) -> Callable:
+    def run(args) -> int:
+        from pulumi import automation as auto
+
+        from .program import program
+        from .workspace import select_stack
+
+        spec = _spec(args.stack)             # fail fast, offline, before the engine starts
+        provider = _provider(spec)
+        provider.validate(spec)
+        if op == "up":
+            missing = provider.missing_credentials(dict(os.environ))
+            if missing:
+                raise GlmserveError(
+                    [Problem(key=c.env, message=f"is not set: {c.what}") for c in missing],
+                    headline=f"the {spec.provider} provider needs credentials before anything is created")
+        stack = select_stack(args.stack, program)
+        out = lambda line: print(redact(line), flush=True)  # noqa: E731
+        try:
+            if op == "preview":
+                stack.preview(diff=args.diff, on_output=out, color="never")
+            elif op == "up":
+                stack.up(on_output=out, color="never", diff=args.diff)
+            elif op == "refresh":
+                stack.refresh(on_output=out, color="never", preview_only=getattr(args, "preview_only", False))
+            elif op == "destroy":
+                stack.destroy(on_output=out, color="never")
+                if args.remove:
+                    stack.workspace.remove_stack(args.stack)
+        except auto.CommandError as e:
+            detail = _engine_error(e)
+            print(redact(f"glmserve: pulumi {op} failed for stack {args.stack}" + (f":\n{detail}" if detail else "")),
+                  file=sys.stderr)
+            return EXIT_FAILED
+        return 0
+    return run
+
+
+def _engine_error(e) -> str:
+    text = getattr(e, "stderr", None) or str(e)
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(" code:")]
+    return "\n".join(lines[-20:])
+
+
+# ----------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="glmserve", description=__doc__, allow_abbrev=False)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    v = sub.add_parser("validate", help="validate a stack's node spec", allow_abbrev=False)
+    v.add_argument("--stack", required=True)
+    v.add_argument("--engine-check", action="store_true", help="also run the engine's own argument parser")
+    v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("render", help="print the engine command (or the provider artifact)", allow_abbrev=False)
+    r.add_argument("--stack", required=True)
+    r.add_argument("--engine", choices=["vllm", "sglang"])
+    r.add_argument("--format", choices=["argv", "shell", "json"], default="argv")
+    r.add_argument("--artifact", action="store_true", help="print what the provider deploys (secrets redacted)")
+    r.set_defaults(func=cmd_render)
+
+    pl = sub.add_parser("plan", help="capacity, cost and cold start for a stack or an ad-hoc node", allow_abbrev=False)
+    try:
+        from . import plan as plan_mod
+        plan_mod.add_arguments(pl)
+    except ImportError:
+        pass
+    pl.set_defaults(func=cmd_plan)
+
+    s = sub.add_parser("stacks", help="list the stacks under stacks/")
+    s.set_defaults(func=cmd_stacks)
+
+    for op, helptext in (("preview", "pulumi preview"), ("up", "pulumi up"),
+                         ("refresh", "pulumi refresh"), ("destroy", "pulumi destroy")):
+        e = sub.add_parser(op, help=f"{helptext} for a stack, through the real engine", allow_abbrev=False)
+        e.add_argument("--stack", required=True)
+        if op in ("preview", "up"):
+            e.add_argument("--diff", action="store_true")
+        if op == "refresh":
+            e.add_argument("--preview-only", action="store_true")
+        if op == "destroy":
+            e.add_argument("--remove", action="store_true", help="also remove the stack and its state")
+        e.set_defaults(func=_engine_op(op))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except GlmserveError as e:
+        print(redact(e.render()), file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("glmserve: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The Pulumi program: one ServingNode per stack, its outputs exported once."""
+from __future__ import annotations
+
+import pulumi
+
+from .errors import GlmserveError
+
+
+def program() -> None:
+    from .component import ServingNode, ServingNodeArgs
+    from .render import render
+    from .stackfile import spec_in_program
+
+    try:
+        spec = spec_in_program()
+        command = render(spec)
+        plan = _plan(spec)
+    except GlmserveError as e:
+        # RunError is reported by the engine as a plain message, without a traceback.
+        raise pulumi.RunError(e.render()) from None
+    for w in (plan.warnings() if plan is not None else []):
+        pulumi.log.warn(w)
+    if plan is not None and plan.errors():
+        raise pulumi.RunError("glmserve: the node does not fit:\n  - " + "\n  - ".join(plan.errors()))
+    stack, project = pulumi.get_stack(), pulumi.get_project()
+    try:
+        node = ServingNode(f"{project}-{stack}", ServingNodeArgs(spec=spec, command=command, stack=stack, project=project, plan=plan))
+    except GlmserveError as e:
+        raise pulumi.RunError(e.render()) from None
+    for k, v in node.outputs.items():
+        pulumi.export(k, v)
+
+
+def _plan(spec):
+    try:
+        from .plan import plan_for_spec
+    except ImportError:     # the planner is optional until it lands
+        return None
+    return plan_for_spec(spec)

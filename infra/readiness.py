@@ -1,0 +1,98 @@
+"""The readiness gate every provider runs after deploying: health, then the model list,
+then (optionally) one chat completion.
+
+It lives here, not in a provider, because every target ends in the same OpenAI-compatible
+endpoint and users expect the same answer to "is it up?" from each.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import httpx
+
+from .secrets import redact
+
+
+class ReadinessError(Exception):
+    def __init__(self, step: str, detail: str):
+        self.step = step
+        self.detail = redact(detail)
+        super().__init__(f"readiness gate failed at '{step}': {self.detail}")
+
+
+@dataclass(frozen=True)
+class Gate:
+    base_url: str                 # the server root, e.g. https://x.modal.run
+    api_key: Optional[str]
+    model_name: str
+    timeout_seconds: float
+    poll_seconds: float = 10.0
+    request_timeout: float = 30.0
+    smoke_test: bool = False
+
+
+def _describe(resp: httpx.Response) -> str:
+    body = resp.text.strip().replace("\n", " ")
+    return f"HTTP {resp.status_code}" + (f" {body[:300]}" if body else "")
+
+
+def wait_ready(gate: Gate, log: Callable[[str], None] = print,
+               clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep,
+               transport: httpx.BaseTransport | None = None) -> None:
+    """Poll until the endpoint serves the model, or raise ReadinessError."""
+    headers = {"Authorization": f"Bearer {gate.api_key}"} if gate.api_key else {}
+    base = gate.base_url.rstrip("/")
+    start = clock()
+    last = "no answer yet"
+    with httpx.Client(timeout=gate.request_timeout, transport=transport, follow_redirects=True) as http:
+        # 1. /health until 200. A cold 704 GiB load takes minutes; the proxy in front may
+        # answer 5xx or drop the connection meanwhile, so every failure here means "not yet".
+        while True:
+            try:
+                resp = http.get(f"{base}/health")
+                last = _describe(resp)
+                if resp.status_code == 200:
+                    break
+            except httpx.HTTPError as e:
+                last = f"{type(e).__name__}: {e}"
+            elapsed = clock() - start
+            if elapsed >= gate.timeout_seconds:
+                raise ReadinessError(
+                    "health", f"GET {base}/health not 200 after {elapsed:.0f}s "
+                              f"(startup timeout {gate.timeout_seconds:.0f}s); last answer: {last}")
+            log(f"waiting for {base}/health: {elapsed:.0f}s elapsed, last answer: {last}")
+            sleep(min(gate.poll_seconds, max(gate.timeout_seconds - elapsed, 0.01)))
+        log(f"{base}/health is 200 after {clock() - start:.0f}s")
+
+        # 2. The model list, with the key: proves auth and that the right model is served.
+        try:
+            resp = http.get(f"{base}/v1/models", headers=headers)
+        except httpx.HTTPError as e:
+            raise ReadinessError("models", f"GET {base}/v1/models failed: {type(e).__name__}: {e}") from None
+        if resp.status_code in (401, 403):
+            raise ReadinessError("models", f"GET {base}/v1/models rejected the API key: {_describe(resp)}")
+        if resp.status_code != 200:
+            raise ReadinessError("models", f"GET {base}/v1/models: {_describe(resp)}")
+        try:
+            ids = [m["id"] for m in resp.json().get("data", [])]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ReadinessError("models", f"GET {base}/v1/models: not an OpenAI model list: {_describe(resp)}") from None
+        if gate.model_name not in ids:
+            raise ReadinessError("models", f"served models {ids} do not include {gate.model_name!r}")
+        log(f"{base}/v1/models lists {gate.model_name}")
+
+        # 3. Optional: one tiny completion, for stacks that want proof of generation.
+        if gate.smoke_test:
+            body = {"model": gate.model_name, "max_tokens": 8,
+                    "messages": [{"role": "user", "content": "Say OK."}]}
+            try:
+                resp = http.post(f"{base}/v1/chat/completions", headers=headers, json=body,
+                                 timeout=max(gate.request_timeout, 120.0))
+            except httpx.HTTPError as e:
+                raise ReadinessError("smoke", f"POST {base}/v1/chat/completions failed: {type(e).__name__}: {e}") from None
+            if resp.status_code != 200:
+                raise ReadinessError("smoke", f"POST {base}/v1/chat/completions: {_describe(resp)}")
+            log("smoke chat completion answered")

@@ -1,0 +1,63 @@
+"""Shared fixtures: a throw-away copy of the project (stack init writes into stack files),
+and an isolated Pulumi environment (local file backend, passphrase, PULUMI_HOME)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+GLMSERVE = str(Path(sys.executable).parent / "glmserve")
+PASSPHRASE = "glmserve-test-passphrase"
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A copy of Pulumi.yaml, __main__.py and stacks/ that tests may edit freely."""
+    dst = tmp_path / "project"
+    dst.mkdir()
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, dst / name)
+    shutil.copytree(ROOT / "stacks", dst / "stacks")
+    return dst
+
+
+@pytest.fixture
+def engine_env(project, tmp_path, monkeypatch) -> dict[str, str]:
+    home = tmp_path / "glmserve-home"
+    env = {
+        "GLMSERVE_PROJECT_DIR": str(project),
+        "GLMSERVE_HOME": str(home),
+        "PULUMI_HOME": str(tmp_path / "pulumi-home"),
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}",
+    }
+    (tmp_path / "state").mkdir()
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+def run_glmserve(*args: str, env: dict | None = None, check: bool = False, timeout: float = 600,
+                 cwd: Path | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([GLMSERVE, *args], env=full_env, text=True, capture_output=True,
+                          timeout=timeout, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"glmserve {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_pulumi(*args: str, env: dict, project: Path, check: bool = True) -> subprocess.CompletedProcess:
+    from infra.workspace import pulumi_bin_dir
+    full_env = {**os.environ, **env, "PATH": f"{pulumi_bin_dir()}:{os.environ['PATH']}"}
+    proc = subprocess.run([str(pulumi_bin_dir() / "pulumi"), *args, "--non-interactive"], env=full_env,
+                          text=True, capture_output=True, cwd=project, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"pulumi {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc

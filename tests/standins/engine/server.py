@@ -1,0 +1,332 @@
+"""Engine stand-in: plays a vLLM OpenAI-compatible server on 127.0.0.1.
+
+Routes (all also reachable under a per-pod prefix, see below):
+
+* ``GET /health``: 503 until the scripted start-up delay has passed, then 200 (empty body, like
+  vLLM). No auth, like vLLM (its API-key check only covers ``/v1``).
+* ``GET /v1/models``: ``{"object": "list", "data": [{"id", "object": "model", "created",
+  "owned_by": "vllm", "root", "parent", "max_model_len"}]}``.
+* ``POST /v1/chat/completions`` (optionally ``"stream": true``, SSE) and ``POST /v1/completions``.
+* ``GET /version``.
+
+When an API key is configured, ``/v1/*`` needs ``Authorization: Bearer <key>``; otherwise 401
+``{"error": "Unauthorized"}`` (vLLM's own body), which the ``openai`` client raises as
+``openai.AuthenticationError``. Before the engine is healthy every route answers 503.
+
+Modes (``mode=``, changeable at run time with :meth:`EngineStandin.set_mode`):
+
+* ``healthy``: healthy once ``startup_delay`` seconds have passed since the start clock.
+* ``never_healthy``: ``/health`` stays 503 forever (and ``/v1`` answers 503).
+* ``crash``: every request fails: ``crash_style="500"`` (default) answers 500,
+  ``crash_style="reset"`` closes the connection without a response. For a real
+  "connection refused", stop the stand-in (:meth:`EngineStandin.stop`).
+* ``wrong_model``: healthy, but ``/v1/models`` lists ``wrong_model_name`` instead of the served
+  model (and chat requests for the served name get vLLM's 404).
+
+Several pods, one engine (the design chosen for RunPod's proxy): RunPod exposes a pod's port as
+``https://{podId}-{port}.proxy.runpod.net``. The stand-in routes on a *path prefix* instead:
+``{url}/pods/{podId}-{port}/...`` (``{url}/pods/{podId}/...`` works too), and also on a Host
+header of the real form ``{podId}-{port}.proxy.<anything>``. :attr:`EngineStandin.proxy_url_template`
+is ``"{url}/pods/{pod_id}-{port}"``, the local twin of ``"https://{pod_id}-{port}.proxy.runpod.net"``.
+Each pod has its own start clock and may override any setting (``configure(pod_id=..., ...)``).
+A *gate* (``set_gate(fn)``, installed by the RunPod stand-in) tells, per pod, when its container
+started (``time.monotonic()`` value) or ``None`` if it is not running; the proxy then answers 502
+like RunPod's proxy does for a pod that is down, and the start-up delay is counted from the
+container start. Without a gate a pod's clock starts the first time the pod is addressed.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional
+
+from ._http import BackgroundHTTPServer, Exchange, Reply, ResetConnection, json_reply
+
+__all__ = ["EngineStandin", "EngineRequest", "MODES", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = "zai-org/GLM-5.2-FP8"
+MODES = ("healthy", "never_healthy", "crash", "wrong_model")
+_SETTINGS = ("mode", "startup_delay", "api_key", "served_model_name", "wrong_model_name",
+             "crash_style", "max_model_len", "completion_text")
+
+_POD_PATH = re.compile(r"^/pods/([A-Za-z0-9_]+?)(?:-(\d+))?(/.*)?$")
+_POD_HOST = re.compile(r"^([A-Za-z0-9_]+)-(\d+)\.proxy\.", re.I)
+
+
+@dataclass
+class EngineRequest:
+    method: str
+    path: str                      # path as seen by the engine (per-pod prefix removed)
+    pod_id: Optional[str]          # None when addressed directly, not through a pod prefix
+    headers: dict[str, str]        # lower-case names; the Authorization value is redacted
+    json: Any = None
+    status: Optional[int] = None   # None when the connection was reset
+    time: float = field(default_factory=time.time)
+
+
+class EngineStandin:
+    def __init__(
+        self,
+        served_model_name: str = DEFAULT_MODEL,
+        *,
+        api_key: Optional[str] = None,
+        startup_delay: float = 0.0,
+        mode: str = "healthy",
+        crash_style: str = "500",
+        wrong_model_name: str = "wrong-org/not-the-served-model",
+        max_model_len: int = 202752,
+        completion_text: str = "Hello from the glmserve engine stand-in.",
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        self._lock = threading.RLock()
+        self._defaults: dict[str, Any] = {}
+        self._overrides: dict[str, dict[str, Any]] = {}
+        self._clocks: dict[Optional[str], float] = {}
+        self._gate: Optional[Callable[[str], Optional[float]]] = None
+        self._requests: list[EngineRequest] = []
+        self.configure(mode=mode, startup_delay=startup_delay, api_key=api_key,
+                       served_model_name=served_model_name, wrong_model_name=wrong_model_name,
+                       crash_style=crash_style, max_model_len=max_model_len,
+                       completion_text=completion_text)
+        self._http = BackgroundHTTPServer(self._app, host, port)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "EngineStandin":
+        self._http.start()
+        with self._lock:
+            self._clocks[None] = time.monotonic()
+        return self
+
+    def stop(self) -> None:
+        self._http.stop()
+
+    def __enter__(self) -> "EngineStandin":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:PORT``; the OpenAI base URL is ``url + "/v1"``."""
+        return self._http.url
+
+    @property
+    def errors(self) -> list[str]:
+        """Exceptions raised inside the stand-in (should stay empty)."""
+        return self._http.errors
+
+    # ------------------------------------------------------------------ configuration
+    def configure(self, pod_id: Optional[str] = None, **settings: Any) -> None:
+        """Change settings for the whole engine (``pod_id=None``) or for one pod only."""
+        unknown = set(settings) - set(_SETTINGS)
+        if unknown:
+            raise TypeError(f"unknown engine setting(s): {sorted(unknown)}; known: {_SETTINGS}")
+        if "mode" in settings and settings["mode"] not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        if "crash_style" in settings and settings["crash_style"] not in ("500", "reset"):
+            raise ValueError("crash_style must be '500' or 'reset'")
+        with self._lock:
+            (self._defaults if pod_id is None else self._overrides.setdefault(pod_id, {})).update(settings)
+
+    def set_mode(self, mode: str, pod_id: Optional[str] = None) -> None:
+        self.configure(pod_id, mode=mode)
+
+    def reset_clock(self, pod_id: Optional[str] = None) -> None:
+        """Restart the start-up timer (as if the engine process had just been launched)."""
+        with self._lock:
+            self._clocks[pod_id] = time.monotonic()
+
+    def settings(self, pod_id: Optional[str] = None) -> dict[str, Any]:
+        with self._lock:
+            return {**self._defaults, **(self._overrides.get(pod_id, {}) if pod_id else {})}
+
+    def set_gate(self, gate: Optional[Callable[[str], Optional[float]]]) -> None:
+        """``gate(pod_id) -> container start time (time.monotonic) or None if not running``."""
+        with self._lock:
+            self._gate = gate
+
+    def proxy_url(self, pod_id: str, port: int = 8000) -> str:
+        return f"{self.url}/pods/{pod_id}-{port}"
+
+    @property
+    def proxy_url_template(self) -> str:
+        """``"{url}/pods/{pod_id}-{port}"`` (placeholders left for ``str.format``)."""
+        return self.url + "/pods/{pod_id}-{port}"
+
+    # ------------------------------------------------------------------ inspection
+    def requests(self, path: Optional[str] = None, pod_id: Any = ...) -> list[EngineRequest]:
+        with self._lock:
+            out = list(self._requests)
+        if path is not None:
+            out = [r for r in out if r.path == path]
+        if pod_id is not ...:
+            out = [r for r in out if r.pod_id == pod_id]
+        return out
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def is_healthy(self, pod_id: Optional[str] = None) -> bool:
+        return self._state(pod_id, self.settings(pod_id)) == "ready"
+
+    # ------------------------------------------------------------------ internals
+    def _state(self, pod_id: Optional[str], cfg: dict[str, Any]) -> str:
+        """'down' (proxy 502) | 'crash' | 'starting' | 'ready'."""
+        now = time.monotonic()
+        with self._lock:
+            gate = self._gate
+        if pod_id is not None and gate is not None:
+            started = gate(pod_id)          # called without our lock held
+            if started is None:
+                return "down"
+        else:
+            with self._lock:
+                started = self._clocks.setdefault(pod_id, now)
+        if cfg["mode"] == "crash":
+            return "crash"
+        if cfg["mode"] == "never_healthy":
+            return "starting"
+        return "ready" if now - started >= float(cfg["startup_delay"]) else "starting"
+
+    def _app(self, ex: Exchange) -> Reply:
+        pod_id, path = None, ex.path
+        m = _POD_PATH.match(ex.path)
+        if m:
+            pod_id, path = m.group(1), m.group(3) or "/"
+        else:
+            hm = _POD_HOST.match(ex.headers.get("host", ""))
+            if hm:
+                pod_id = hm.group(1)
+        headers = {k: ("<redacted>" if k == "authorization" else v) for k, v in ex.headers.items()}
+        try:
+            body = ex.json()
+        except ValueError:
+            body = ex.body.decode("utf-8", "replace")
+        rec = EngineRequest(ex.method, path, pod_id, headers, body)
+        with self._lock:
+            self._requests.append(rec)
+        cfg = self.settings(pod_id)
+        state = self._state(pod_id, cfg)
+        if state == "crash" and cfg["crash_style"] == "reset":
+            raise ResetConnection()
+        reply = self._route(ex, path, pod_id, cfg, state, body)
+        rec.status = reply.status
+        return reply
+
+    def _route(self, ex: Exchange, path: str, pod_id: Optional[str], cfg: dict, state: str, body: Any) -> Reply:
+        if state == "down":
+            return Reply(502, b"<html><body><h1>502 Bad Gateway</h1>pod is not running</body></html>",
+                         "text/html; charset=utf-8")
+        if state == "crash":
+            return json_reply(500, {"error": {"message": "EngineDeadError: engine core died",
+                                              "type": "InternalServerError", "param": None, "code": 500}})
+        if state == "starting":
+            if path == "/health":
+                return Reply(503, b"", "application/json")
+            return json_reply(503, {"error": {"message": "engine is starting", "type": "ServiceUnavailableError",
+                                              "param": None, "code": 503}})
+        if path == "/health" and ex.method in ("GET", "HEAD"):
+            return Reply(200, b"", "application/json")
+        if path == "/version" and ex.method == "GET":
+            return json_reply(200, {"version": "0.0.0+glmserve-standin"})
+        if path.startswith("/v1/"):
+            key = cfg["api_key"]
+            if key is not None and ex.headers.get("authorization", "") != f"Bearer {key}":
+                return json_reply(401, {"error": "Unauthorized"})
+            if path == "/v1/models" and ex.method == "GET":
+                return self._models(cfg)
+            if path == "/v1/chat/completions" and ex.method == "POST":
+                return self._completion(cfg, body, chat=True)
+            if path == "/v1/completions" and ex.method == "POST":
+                return self._completion(cfg, body, chat=False)
+        return json_reply(404, {"detail": "Not Found"})
+
+    @staticmethod
+    def _listed_model(cfg: dict) -> str:
+        return cfg["wrong_model_name"] if cfg["mode"] == "wrong_model" else cfg["served_model_name"]
+
+    def _models(self, cfg: dict) -> Reply:
+        name = self._listed_model(cfg)
+        return json_reply(200, {"object": "list", "data": [{
+            "id": name, "object": "model", "created": int(time.time()), "owned_by": "vllm",
+            "root": name, "parent": None, "max_model_len": cfg["max_model_len"], "permission": [],
+        }]})
+
+    @staticmethod
+    def _error(status: int, message: str, type_: str, param: Optional[str] = None) -> Reply:
+        return json_reply(status, {"error": {"message": message, "type": type_, "param": param, "code": status}})
+
+    def _completion(self, cfg: dict, body: Any, chat: bool) -> Reply:
+        if not isinstance(body, dict):
+            return self._error(400, "request body must be a JSON object", "BadRequestError")
+        model = body.get("model")
+        if model != self._listed_model(cfg):
+            return self._error(404, f"The model `{model}` does not exist.", "NotFoundError", "model")
+        if chat:
+            msgs = body.get("messages")
+            if not isinstance(msgs, list) or not msgs:
+                return self._error(400, "messages must be a non-empty list", "BadRequestError", "messages")
+            prompt_text = " ".join(str(m.get("content", "")) for m in msgs if isinstance(m, dict))
+        else:
+            prompt = body.get("prompt")
+            if prompt is None:
+                return self._error(400, "prompt is required", "BadRequestError", "prompt")
+            prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+        words = str(cfg["completion_text"]).split()
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        finish = "stop"
+        if isinstance(max_tokens, int) and 0 < max_tokens < len(words):
+            words, finish = words[:max_tokens], "length"
+        text = " ".join(words)
+        usage = {"prompt_tokens": max(1, len(prompt_text.split())), "completion_tokens": len(words)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        created = int(time.time())
+        rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        if body.get("stream"):
+            return Reply(200, content_type="text/event-stream; charset=utf-8",
+                         headers={"Cache-Control": "no-cache"},
+                         stream=self._stream(rid, created, model, words, finish, usage, chat,
+                                             bool((body.get("stream_options") or {}).get("include_usage"))))
+        if chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": [],
+                                              "reasoning_content": None},
+                      "logprobs": None, "finish_reason": finish, "stop_reason": None}
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish, "stop_reason": None}
+            obj = "text_completion"
+        return json_reply(200, {"id": rid, "object": obj, "created": created, "model": model,
+                                "choices": [choice], "usage": usage})
+
+    @staticmethod
+    def _stream(rid: str, created: int, model: str, words: list[str], finish: str, usage: dict,
+                chat: bool, include_usage: bool) -> Iterator[bytes]:
+        obj = "chat.completion.chunk" if chat else "text_completion"
+
+        def event(choices: list, extra: Optional[dict] = None) -> bytes:
+            payload = {"id": rid, "object": obj, "created": created, "model": model, "choices": choices}
+            payload.update(extra or {})
+            return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+        if chat:
+            yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                          "finish_reason": None}])
+        for i, w in enumerate(words):
+            piece = w if i == 0 else " " + w
+            if chat:
+                yield event([{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
+            else:
+                yield event([{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}])
+        last = ({"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish} if chat
+                else {"index": 0, "text": "", "logprobs": None, "finish_reason": finish})
+        yield event([last])
+        if include_usage:
+            yield event([], {"usage": usage})
+        yield b"data: [DONE]\n\n"

@@ -1,0 +1,174 @@
+"""The vLLM engine stand-in behaves like vLLM's OpenAI-compatible server, for the real clients."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.standins.engine import DEFAULT_MODEL, EngineStandin  # noqa: E402
+
+KEY = "engine-test-key"
+
+
+def wait_for(predicate, timeout: float = 3.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+@pytest.fixture
+def engine():
+    with EngineStandin(api_key=KEY) as e:
+        yield e
+        assert e.errors == []
+
+
+def test_health_is_503_until_startup_delay_then_200():
+    with EngineStandin(api_key=KEY, startup_delay=0.3) as e:
+        t0 = time.monotonic()
+        assert httpx.get(e.url + "/health").status_code == 503
+        assert httpx.get(e.url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 503
+        wait_for(lambda: httpx.get(e.url + "/health").status_code == 200)
+        assert time.monotonic() - t0 >= 0.3
+        e.reset_clock()
+        assert httpx.get(e.url + "/health").status_code == 503
+        assert not e.is_healthy()
+
+
+def test_openai_client_lists_models_and_rejects_a_wrong_key(engine):
+    client = openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY, max_retries=0)
+    models = client.models.list()
+    assert [m.id for m in models.data] == [DEFAULT_MODEL]
+    assert models.data[0].owned_by == "vllm" and models.data[0].object == "model"
+    assert isinstance(models.data[0].created, int)
+
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=engine.url + "/v1", api_key="wrong", max_retries=0).models.list()
+    r = httpx.get(engine.url + "/v1/models")
+    assert r.status_code == 401 and r.json() == {"error": "Unauthorized"}
+    # /health needs no key, like vLLM
+    assert httpx.get(engine.url + "/health").status_code == 200
+
+
+def test_chat_completion_with_openai_client_plain_and_streaming(engine):
+    client = openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY, max_retries=0)
+    out = client.chat.completions.create(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert out.object == "chat.completion" and out.model == DEFAULT_MODEL
+    assert out.choices[0].message.role == "assistant" and out.choices[0].message.content
+    assert out.choices[0].finish_reason == "stop"
+    assert out.usage.total_tokens == out.usage.prompt_tokens + out.usage.completion_tokens
+
+    short = client.chat.completions.create(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "hi"}],
+                                           max_tokens=2)
+    assert short.choices[0].finish_reason == "length" and len(short.choices[0].message.content.split()) == 2
+
+    chunks = list(client.chat.completions.create(model=DEFAULT_MODEL, stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}]))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == out.choices[0].message.content
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="other/model", messages=[{"role": "user", "content": "hi"}])
+    comp = client.completions.create(model=DEFAULT_MODEL, prompt="hello")
+    assert comp.choices[0].text
+
+
+def test_no_api_key_configured_means_no_auth():
+    with EngineStandin() as e:
+        r = httpx.get(e.url + "/v1/models")
+        assert r.status_code == 200
+        body = r.json()
+        assert body["object"] == "list" and body["data"][0]["id"] == DEFAULT_MODEL
+
+
+def test_never_healthy_mode(engine):
+    engine.set_mode("never_healthy")
+    for _ in range(5):
+        assert httpx.get(engine.url + "/health").status_code == 503
+        time.sleep(0.01)
+    engine.set_mode("healthy")
+    assert httpx.get(engine.url + "/health").status_code == 200
+
+
+def test_crash_mode_500_reset_and_refused(engine):
+    engine.set_mode("crash")
+    assert httpx.get(engine.url + "/health").status_code == 500
+    r = httpx.get(engine.url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 500
+    with pytest.raises(openai.InternalServerError):
+        openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY, max_retries=0).models.list()
+
+    engine.configure(crash_style="reset")
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        httpx.get(engine.url + "/health")
+
+    url = engine.url
+    engine.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/health")
+
+
+def test_wrong_model_mode(engine):
+    engine.set_mode("wrong_model")
+    assert httpx.get(engine.url + "/health").status_code == 200
+    ids = [m.id for m in openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY).models.list().data]
+    assert ids == ["wrong-org/not-the-served-model"]
+
+
+def test_requests_are_recorded_without_the_authorization_value(engine):
+    openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY).models.list()
+    recs = engine.requests("/v1/models")
+    assert len(recs) == 1 and recs[0].status == 200 and recs[0].method == "GET" and recs[0].pod_id is None
+    assert recs[0].headers["authorization"] == "<redacted>"
+    assert all(KEY not in v for r in engine.requests() for v in r.headers.values())
+
+
+def test_one_engine_serves_several_pods_by_path_prefix_and_host_header(engine):
+    engine.configure(pod_id="podslow", startup_delay=0.3)
+    engine.configure(pod_id="podwrong", mode="wrong_model")
+    fast, slow = engine.proxy_url("podfast"), engine.proxy_url("podslow")
+    assert fast == f"{engine.url}/pods/podfast-8000"
+    assert engine.proxy_url_template.format(pod_id="podfast", port=8000) == fast
+    assert httpx.get(fast + "/health").status_code == 200
+    assert httpx.get(slow + "/health").status_code == 503
+    wait_for(lambda: httpx.get(slow + "/health").status_code == 200)
+
+    client = openai.OpenAI(base_url=engine.proxy_url("podwrong") + "/v1", api_key=KEY)
+    assert [m.id for m in client.models.list().data] == ["wrong-org/not-the-served-model"]
+    # the un-prefixed engine is unaffected by per-pod overrides
+    assert [m.id for m in openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY).models.list().data] == [DEFAULT_MODEL]
+
+    # Host-header routing, as RunPod's proxy host names look
+    r = httpx.get(engine.url + "/health", headers={"Host": "podslow-8000.proxy.runpod.net"})
+    assert r.status_code == 200
+    assert engine.requests("/health", pod_id="podslow")[-1].headers["host"] == "podslow-8000.proxy.runpod.net"
+
+    # plain /pods/{id} prefix works too
+    assert httpx.get(f"{engine.url}/pods/podfast/health").status_code == 200
+
+
+def test_gate_makes_the_proxy_answer_502_for_a_pod_that_is_not_running(engine):
+    started: dict[str, float] = {}
+    engine.set_gate(lambda pod_id: started.get(pod_id))
+    engine.configure(startup_delay=0.2)
+    url = engine.proxy_url("gated")
+    assert httpx.get(url + "/health").status_code == 502
+    started["gated"] = time.monotonic()
+    assert httpx.get(url + "/health").status_code == 503
+    wait_for(lambda: httpx.get(url + "/health").status_code == 200)
+    del started["gated"]
+    assert httpx.get(url + "/health").status_code == 502
+    engine.set_gate(None)
