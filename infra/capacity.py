@@ -605,7 +605,7 @@ class Knob:
     """A change that would make an infeasible node fit, with what it gives."""
 
     key: str                   # spec key, e.g. serving.kvCacheDtype
-    flag: str                  # CLI flag of `glmserve plan`
+    flag: Optional[str]        # CLI flag of `glmserve plan`, if one expresses it
     value: Any
     kv_cache_tokens: int
     max_concurrency: float
@@ -613,7 +613,10 @@ class Knob:
 
     def describe(self) -> str:
         extra = f" ({self.note})" if self.note else ""
-        return (f"{self.key}={self.value} [{self.flag} {self.value}]{extra} -> "
+        flag = f" [{self.flag} {self.value}]" if self.flag else ""
+        if isinstance(self.value, bool) and self.flag:
+            flag = f" [{self.flag}]"
+        return (f"{self.key}={self.value}{flag}{extra} -> "
                 f"{self.kv_cache_tokens:,} KV tokens, {self.max_concurrency:.2f} concurrent requests")
 
     def to_json(self) -> dict[str, Any]:
@@ -884,10 +887,24 @@ def find_knobs(cap: Capacity) -> list[Knob]:
                 k("gpu.type", "--gpu", g, c)
                 break
     if a.weight_bytes >= 2 and inp.weights_gib is None:
-        fp8 = replace(a, weight_format="fp8", weight_bytes=1 + 4 / (128 * 128))
-        prof = {kk: v for kk, v in (inp.profile or {}).items() if kk not in ("checkpoint", "weights")}
-        c = _try(inp, arch=fp8, profile=prof)
-        if c:
-            k("model.id", "--model-config", "an FP8 checkpoint", c,
-              f"~{c.weights.per_rank_gib:.1f} GiB of weights per GPU")
+        variant = ((inp.profile or {}).get("variants") or {}).get("fp8")
+        c = None
+        if variant:
+            from .models import load_profile  # light: yaml only
+
+            try:
+                vp = load_profile(variant)
+                c = _try(inp, arch=arch_from_profile(vp), profile=vp)
+            except (KeyError, ConfigError):
+                c = None
+            if c:
+                k("model.profile", "--model-config", variant, c,
+                  f"{vp.get('hf_model_id', variant)}: {c.weights.per_rank_gib:.1f} GiB of weights per GPU")
+        else:
+            fp8 = replace(a, weight_format="fp8", weight_bytes=1 + 4 / (128 * 128))
+            prof = {kk: v for kk, v in (inp.profile or {}).items() if kk not in ("checkpoint", "weights")}
+            c = _try(inp, arch=fp8, profile=prof)
+            if c:
+                k("model.id", None, "an FP8-quantized checkpoint", c,
+                  f"~{c.weights.per_rank_gib:.1f} GiB of weights per GPU, estimated")
     return knobs

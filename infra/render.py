@@ -35,12 +35,17 @@ SGLANG_KV = {"auto": "auto", "fp8": "fp8_e4m3", "fp8_e4m3": "fp8_e4m3", "fp8_e5m
 
 @lru_cache(maxsize=None)
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
+    # Python literals for generated modules: repr() of str/list/dict is valid, escaped source.
+    env.filters["pylist"] = lambda v: repr(list(v))
+    env.filters["pydict"] = lambda v: repr(dict(v))
+    env.filters["pyargs"] = lambda v: ", ".join(repr(x) for x in v)
+    return env
 
 
 @lru_cache(maxsize=None)

@@ -1,0 +1,93 @@
+"""End-to-end with the real Pulumi engine (the CLI built by scripts/install-pulumi) on a
+temporary local file backend, with the `none` provider."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import PASSPHRASE, run_glmserve, run_pulumi
+
+pytestmark = pytest.mark.e2e
+
+
+def outputs(env, project, stack, secrets=False) -> dict:
+    args = ["stack", "output", "--stack", stack, "--json"] + (["--show-secrets"] if secrets else [])
+    return json.loads(run_pulumi(*args, env=env, project=project).stdout)
+
+
+def test_lifecycle_preview_up_config_change_destroy(engine_env, project, tmp_path):
+    env = engine_env
+    pre = run_glmserve("preview", "--stack", "dev", env=env, check=True)
+    assert "+ 3 to create" in pre.stdout
+    assert "glmserve:index:ServingNode" in pre.stdout
+
+    up = run_glmserve("up", "--stack", "dev", env=env, check=True)
+    assert "+ 3 created" in up.stdout
+    out = outputs(env, project, "dev")
+    assert out["modelName"] == "glm-5.2-fp8"
+    assert out["engineCommand"][:3] == ["vllm", "serve", "zai-org/GLM-5.2-FP8"]
+    assert out["apiKey"] == "[secret]"
+    key = outputs(env, project, "dev", secrets=True)["apiKey"]
+    assert key.startswith("sk-glm-") and len(key) > 40
+    assert key not in up.stdout + up.stderr
+
+    # A plain `pulumi config set --path` edit; preview shows exactly that change.
+    run_pulumi("config", "set", "--path", "glmserve:serving.maxModelLen", "65536", "--stack", "dev",
+               env=env, project=project)
+    pre = run_glmserve("preview", "--stack", "dev", "--diff", env=env, check=True)
+    changed = [ln for ln in pre.stdout.splitlines() if "=>" in ln]
+    assert changed == [ln for ln in changed if '"131072" => "65536"' in ln] and len(changed) == 1, pre.stdout
+
+    up2 = run_glmserve("up", "--stack", "dev", env=env, check=True)
+    out2 = outputs(env, project, "dev", secrets=True)
+    assert "65536" in out2["engineCommand"]
+    assert out2["apiKey"] == key, "the generated API key must be stable across updates"
+
+    # The key is encrypted in state: the plain value is nowhere in the state files.
+    state = "".join(p.read_text() for p in (tmp_path / "state").rglob("*.json"))
+    assert key not in state and "ciphertext" in state
+
+    down = run_glmserve("destroy", "--stack", "dev", env=env, check=True)
+    assert "3 deleted" in down.stdout
+    assert outputs(env, project, "dev") == {}
+
+
+def test_invalid_config_fails_preview_clearly_and_deploys_nothing(engine_env, project, tmp_path):
+    env = engine_env
+    run_pulumi("stack", "init", "dev", "--secrets-provider", "passphrase", env=env, project=project)
+    run_pulumi("config", "set", "--path", "glmserve:serving.gpuMemoryUtilization", "1.5", "--stack", "dev",
+               env=env, project=project)
+    for op in ("preview", "up"):
+        proc = run_glmserve(op, "--stack", "dev", env=env)
+        assert proc.returncode != 0
+        assert "serving.gpuMemoryUtilization in stacks/Pulumi.dev.yaml" in proc.stderr
+        assert "allowed: (0, 1]" in proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+    assert outputs(env, project, "dev") == {}
+    stack = json.loads(run_pulumi("stack", "export", "--stack", "dev", env=env, project=project).stdout)
+    assert not stack["deployment"].get("resources")
+
+
+def test_program_itself_reports_spec_errors_without_traceback(engine_env, project):
+    """The in-engine path (what `pulumi up` runs) fails cleanly too, not only the CLI pre-check."""
+    from infra.program import program
+    from infra.workspace import select_stack
+    from pulumi import automation as auto
+
+    (project / "stacks" / "Pulumi.dev.yaml").write_text(
+        "config:\n  glmserve:provider: none\n  glmserve:gpu:\n    type: H201\n")
+    stack = select_stack("dev", program)
+    with pytest.raises(auto.CommandError) as e:
+        stack.preview(color="never")
+    text = str(e.value)
+    assert "gpu.type in stacks/Pulumi.dev.yaml: unknown GPU type 'H201'" in text
+    assert "Traceback" not in text
+
+
+def test_unknown_provider_is_a_clear_error(engine_env, project):
+    (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  glmserve:provider: modul\n")
+    proc = run_glmserve("preview", "--stack", "dev", env=engine_env)
+    assert proc.returncode == 2
+    assert "provider: unknown provider (did you mean 'modal'?)" in proc.stderr
+    assert "allowed: none, modal, runpod" in proc.stderr
