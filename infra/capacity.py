@@ -877,7 +877,8 @@ def find_knobs(cap: Capacity) -> list[Knob]:
         if tp > inp.tp and a.num_heads % tp == 0:
             c = _try(inp, tp=tp, gpus=max(inp.gpus, tp))
             if c:
-                k("serving.tensorParallelSize", "--tp", tp, c, f"with gpu.count {max(inp.gpus, tp)}")
+                n = max(inp.gpus, tp)
+                k("serving.tensorParallelSize", "--tp", tp, c, f"with gpu.count {n} [--gpus {n}]")
                 break
     mine = gpu_catalog()[inp.gpu_type]["memory_mib"]
     for g, row in sorted(gpu_catalog().items(), key=lambda kv: kv[1]["memory_mib"]):

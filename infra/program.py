@@ -32,8 +32,9 @@ def program() -> None:
 
 
 def _plan(spec):
-    try:
-        from .plan import plan_for_spec
-    except ImportError:     # the planner is optional until it lands
+    from .plan import plan_for_spec
+
+    if not spec.model.profile:
+        pulumi.log.warn("model.profile is not set: no capacity or cost plan for this node")
         return None
     return plan_for_spec(spec)

@@ -36,8 +36,12 @@ def test_lifecycle_preview_up_config_change_destroy(engine_env, project, tmp_pat
     run_pulumi("config", "set", "--path", "glmserve:serving.maxModelLen", "65536", "--stack", "dev",
                env=env, project=project)
     pre = run_glmserve("preview", "--stack", "dev", "--diff", env=env, check=True)
-    changed = [ln for ln in pre.stdout.splitlines() if "=>" in ln]
-    assert changed == [ln for ln in changed if '"131072" => "65536"' in ln] and len(changed) == 1, pre.stdout
+    lines = pre.stdout.splitlines()
+    start = next(i for i, ln in enumerate(lines) if "engineCommand: [" in ln)
+    end = next(i for i in range(start, len(lines)) if lines[i].strip() == "]")
+    changed = [ln.strip() for ln in lines[start:end] if "=>" in ln]
+    assert changed == ['~ [14]: "131072" => "65536"'], pre.stdout
+    assert "- 3 to delete" not in pre.stdout and "replace" not in pre.stdout
 
     up2 = run_glmserve("up", "--stack", "dev", env=env, check=True)
     out2 = outputs(env, project, "dev", secrets=True)

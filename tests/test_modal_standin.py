@@ -173,13 +173,22 @@ def test_web_url_is_what_the_client_reports(standin, tmp_path, app_file, modal_e
 
 
 def test_deploy_to_another_environment(tmp_path, app_file):
+    import modal
+    import modal.exception
+
     with ModalStandin(environments=("main", "dev")) as api:
         api.add_secret("huggingface", {"HF_TOKEN": HF_TOKEN}, environment="dev")
         with modal_client_env(api, tmp_path / "no-modal.toml"):
             deploy_file(app_file, name=APP_NAME, environment="dev")
+            listed = [app.name for app in modal.Environment.from_name("dev").apps.list()]
+            with pytest.raises(modal.exception.NotFoundError, match="Environment 'staging' not found"):
+                deploy_file(app_file, name=APP_NAME, environment="staging")
+            modal.Environment.from_name("staging", create_if_missing=True).hydrate()
         assert api.app(APP_NAME, environment="dev").environment == "dev"
+        assert listed == [APP_NAME]
         assert api.volume("huggingface-cache", environment="dev") is not None
         assert api.volume("huggingface-cache") is None  # nothing leaked into "main"
+        assert "staging" in api.inventory.environments
 
 
 # -- faults ----------------------------------------------------------------------------------
@@ -300,10 +309,19 @@ def test_secret_create_lookup_and_overwrite(standin, modal_env):
     modal.Secret.objects.create("api-key", {"GLMSERVE_API_KEY": "k3"}, allow_existing=True)
     assert standin.secret("api-key").values == {"GLMSERVE_API_KEY": "k1"}  # allow_existing ignores new data
 
+    # What `modal secret create --force` does.
     secret_id = modal.Secret._create_deployed("api-key", {"GLMSERVE_API_KEY": "k4"}, overwrite=True)
     assert secret_id == standin.secret("api-key").secret_id  # overwritten in place
     assert standin.secret("api-key").values == {"GLMSERVE_API_KEY": "k4"}
-    assert modal.Secret.from_name("api-key").hydrate().object_id == secret_id
+    secret = modal.Secret.from_name("api-key").hydrate()
+    assert secret.object_id == secret_id
+    assert secret.info(refresh=True).name == "api-key"  # SecretGetInfo
+
+    modal.Secret.objects.delete("api-key")
+    assert standin.secret("api-key") is None
+    modal.Secret.objects.delete("api-key", allow_missing=True)
+    with pytest.raises(modal.exception.NotFoundError):
+        modal.Secret.objects.delete("api-key")
 
 
 def test_secret_values_stay_out_of_reprs_and_the_request_log(standin, tmp_path, modal_env):
@@ -342,16 +360,18 @@ def test_volume_from_name(standin, modal_env):
     assert first.startswith("vo-")
     with pytest.raises(modal.exception.NotFoundError, match="Volume 'missing' not found"):
         modal.Volume.from_name("missing").hydrate()
+    modal.Volume.objects.delete("huggingface-cache")
+    assert standin.volume("huggingface-cache") is None
 
 
-@pytest.mark.parametrize("how", ["python", "cli"])
+@pytest.mark.parametrize("how", ["App.lookup().stop()", "cli by name", "cli by id"])
 def test_stop_marks_the_app_stopped(how, standin, tmp_path, app_file):
     import modal
     import modal.exception
 
     app_id = deploy("app.deploy", standin, tmp_path, app_file)
-    if how == "cli":
-        done = run_cli(standin, tmp_path, "app", "stop", APP_NAME, "--yes")
+    if how.startswith("cli"):
+        done = run_cli(standin, tmp_path, "app", "stop", app_id if how.endswith("id") else APP_NAME, "--yes")
         assert done.returncode == 0, done.stdout + done.stderr
     else:
         with modal_client_env(standin, tmp_path / "no-modal.toml"):
@@ -364,14 +384,25 @@ def test_stop_marks_the_app_stopped(how, standin, tmp_path, app_file):
             modal.App.lookup(APP_NAME)
 
 
+def test_stopping_a_stopped_app_is_refused_by_the_cli(standin, tmp_path, app_file):
+    app_id = deploy("app.deploy", standin, tmp_path, app_file)
+    standin.inventory.stop_app(app_id)
+    done = run_cli(standin, tmp_path, "app", "stop", APP_NAME, "--yes")
+    assert "App is already stopped" in done.stdout + done.stderr
+    assert standin.requests("AppStop") == []
+
+
 def test_redeploy_updates_the_same_app(standin, tmp_path, app_file):
     first_id = deploy("app.deploy", standin, tmp_path, app_file)
     first_function = standin.functions(APP_NAME)["serve"].function_id
     write_app(tmp_path, max_containers=2)  # same file, one setting changed
 
-    second_id = deploy("app.deploy", standin, tmp_path, app_file)
+    with modal_client_env(standin, tmp_path / "no-modal.toml"):
+        # "recreate" is the strategy a max_containers=1 GPU app needs: it also lists old containers.
+        second_id = deploy_file(app_file, name=APP_NAME, strategy="recreate")
 
     assert second_id == first_id
+    assert standin.last("TaskList").app_id == first_id
     app = standin.app(APP_NAME)
     assert (app.state, app.version) == (AppState.DEPLOYED, 2)
     assert standin.last("AppGetLayout").app_id == first_id
@@ -412,10 +443,14 @@ def test_large_file_goes_through_the_blob_store(standin, tmp_path, modal_env):
 
 
 def test_wrong_token_is_rejected(tmp_path, app_file):
+    import modal
     import modal.exception
 
     with ModalStandin(credentials=("ak-right", "as-right")) as api:
         with modal_client_env(api, tmp_path / "no-modal.toml"):
+            modal.Client.verify(api.url, ("ak-right", "as-right"))  # ClientHello, as `modal token set` does
+            with pytest.raises(modal.exception.AuthError):
+                modal.Client.verify(api.url, ("ak-right", "as-wrong"))
             os.environ["MODAL_TOKEN_SECRET"] = "as-wrong"  # restored by modal_client_env
             with pytest.raises(modal.exception.AuthError):
                 deploy_file(app_file, name=APP_NAME)

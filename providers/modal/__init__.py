@@ -10,7 +10,7 @@ them, up to `modal.concurrentInputs` requests in flight per container.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field
 
@@ -31,6 +31,9 @@ class ModalOptions(ProviderOptions):
     # Experimental: Modal memory snapshots of the CPU-side state after start-up.
     memory_snapshot: bool = False
     concurrent_inputs: int = Field(default=64, ge=1, le=1000)
+    # `recreate` stops the running container before the new one starts: a `rolling` deploy
+    # briefly runs two 8x H200 containers (twice the cost, and twice the capacity to find).
+    deploy_strategy: Literal["recreate", "rolling"] = "recreate"
     # Longest a single request may run before Modal cancels it.
     request_timeout_seconds: int = Field(default=3600, ge=10, le=MAX_TIMEOUT)
 
@@ -132,7 +135,7 @@ class ModalProvider(Provider):
                                        environment=opts.environment, opts=child))
         source = self.artifact(spec, ctx.command, ctx.stack, ctx.project)
         app = ModalApp(app_name, app_name=app_name, environment=opts.environment, source=source,
-                       secret_revision=sorted(names.values()),
+                       secret_revision=sorted(names.values()), strategy=opts.deploy_strategy,
                        opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=secrets))
         gate = gate_for(ctx, f"{app_name}-ready", url=app.url, revision=app.revision)
         url = pulumi.Output.all(app.url, gate.ready).apply(lambda a: a[0])

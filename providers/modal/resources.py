@@ -102,7 +102,7 @@ def source_revision(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def deploy_module(source: str, app_name: str, environment: Optional[str]) -> tuple[str, str]:
+def deploy_module(source: str, app_name: str, environment: Optional[str], strategy: str) -> tuple[str, str]:
     """Deploy the generated module; return (app id, web URL of the serve function)."""
     modal = _modal()
     with tempfile.TemporaryDirectory(prefix="glmserve-modal-") as tmp:
@@ -115,8 +115,8 @@ def deploy_module(source: str, app_name: str, environment: Optional[str]) -> tup
         try:
             spec.loader.exec_module(module)
             app = module.app
-            app.deploy(name=app_name, environment_name=_env(environment))
-            url = app.registered_functions[SERVE_FUNCTION].get_web_url()
+            app.deploy(name=app_name, environment_name=_env(environment), strategy=strategy)
+            url = getattr(module, SERVE_FUNCTION).get_web_url()
             return app.app_id, url
         except Exception as e:  # noqa: BLE001
             raise _explain(e, f"deploying Modal app {app_name!r}") from None
@@ -152,16 +152,17 @@ def stop_app(app_name: str, environment: Optional[str]) -> None:
 
 class ModalAppProvider(ResourceProvider):
     def _deploy(self, props: dict[str, Any]) -> dict[str, Any]:
-        app_id, url = deploy_module(props["source"], props["appName"], props.get("environment"))
-        return {**props, "appId": app_id, "url": url}
+        app_id, url = deploy_module(props["source"], props["appName"], props.get("environment"),
+                                    props.get("strategy") or "recreate")
+        return {**props, "app_id": app_id, "url": url}
 
     def create(self, props):
         outs = self._deploy(props)
-        return CreateResult(id_=outs["appId"], outs=outs)
+        return CreateResult(id_=outs["app_id"], outs=outs)
 
     def diff(self, _id, olds, news):
         replaces = [k for k in ("appName", "environment") if olds.get(k) != news.get(k)]
-        changed = replaces or [k for k in ("source", "secretRevision") if olds.get(k) != news.get(k)]
+        changed = replaces or [k for k in ("source", "secretRevision", "strategy") if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
 
     def update(self, _id, _olds, news):
@@ -171,7 +172,7 @@ class ModalAppProvider(ResourceProvider):
         app_id = deployed_app_id(props["appName"], props.get("environment"))
         if app_id is None:
             return ReadResult(id_="", outs={})      # gone or stopped out-of-band: up recreates it
-        return ReadResult(id_=app_id, outs={**props, "appId": app_id})
+        return ReadResult(id_=app_id, outs={**props, "app_id": app_id})
 
     def delete(self, _id, props):
         stop_app(props["appName"], props.get("environment"))
@@ -183,9 +184,9 @@ class ModalApp(Resource):
     revision: pulumi.Output[str]
 
     def __init__(self, name: str, *, app_name: str, environment: Optional[str], source: str,
-                 secret_revision, opts: Optional[pulumi.ResourceOptions] = None):
+                 secret_revision, strategy: str, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(ModalAppProvider(), name, {
-            "appName": app_name, "environment": environment or "", "source": source,
+            "appName": app_name, "environment": environment or "", "source": source, "strategy": strategy,
             "revision": source_revision(source), "secretRevision": secret_revision,
-            "appId": None, "url": None,
+            "app_id": None, "url": None,
         }, opts)

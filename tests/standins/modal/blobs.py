@@ -1,4 +1,4 @@
-"""The blob store's HTTP side: where BlobCreate's upload URLs point and BlobGet's download URLs live.
+"""The blob store's HTTP side: where BlobCreate's upload URLs point.
 
 Real Modal hands out presigned S3 URLs. The client PUTs the bytes and then checks the response's
 ETag against the MD5 of what it sent (modal/_utils/blob_utils.py: _upload_to_s3_url), so the
@@ -12,10 +12,11 @@ from typing import Optional
 from aiohttp import web
 
 from .inventory import Inventory
+from .sockets import bound_socket
 
 
 class BlobServer:
-    def __init__(self, inventory: Inventory, host: str = "127.0.0.1"):
+    def __init__(self, inventory: Inventory, host: str):
         self._inventory = inventory
         self._host = host
         self._runner: Optional[web.AppRunner] = None
@@ -24,13 +25,11 @@ class BlobServer:
     async def start(self) -> None:
         app = web.Application(client_max_size=1024**3)
         app.router.add_put("/blobs/{blob_id}", self._put)
-        app.router.add_get("/blobs/{blob_id}", self._get)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://{self._host}:{port}"
+        sock = bound_socket(self._host, 0)
+        await web.SockSite(self._runner, sock).start()
+        self.url = f"http://{self._host}:{sock.getsockname()[1]}"
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -45,9 +44,3 @@ class BlobServer:
         if not self._inventory.store_blob(request.match_info["blob_id"], data):
             return web.Response(status=404, text="unknown blob id (no BlobCreate for it)")
         return web.Response(status=200, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
-
-    async def _get(self, request: web.Request) -> web.Response:
-        data = self._inventory.blob(request.match_info["blob_id"])
-        if data is None:
-            return web.Response(status=404, text="unknown blob id")
-        return web.Response(status=200, body=data)

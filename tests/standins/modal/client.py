@@ -76,9 +76,11 @@ def import_module_from_path(path: Union[str, Path]) -> ModuleType:
     return module
 
 
-def deploy_file(path: Union[str, Path], *, name: str, environment: str = "", app_attr: str = "app") -> str:
+def deploy_file(
+    path: Union[str, Path], *, name: str, environment: str = "", strategy: str = "rolling", app_attr: str = "app"
+) -> str:
     """`modal deploy path.py` from Python: import the file, then App.deploy. Returns the app id."""
     module = import_module_from_path(path)
     app = getattr(module, app_attr)
-    app.deploy(name=name, environment_name=environment)
+    app.deploy(name=name, environment_name=environment, strategy=strategy)
     return app.app_id

@@ -2,9 +2,10 @@
 
 Methods are named exactly like the RPCs in modal_proto/api_grpc.py; service.py routes each call to
 the method of the same name, or answers UNIMPLEMENTED (and logs the name) when there is none.
-Streaming RPCs are async generators. Only what `modal deploy`, lookups of apps, functions,
-secrets and volumes, and `modal app stop` use is implemented; run the real client against the
-stand-in and look at `ModalStandin.unimplemented()` to find what else a new flow needs.
+Streaming RPCs are async generators. Only what modal 1.6.4 calls for `modal deploy` /
+App.deploy, App.lookup, Function.from_name, Secret and Volume lookup, creation and deletion,
+and `modal app stop` / App.stop is implemented (the tests exercise each); run the real client against
+the stand-in and read `ModalStandin.unimplemented()` to find what else a new flow needs.
 """
 from __future__ import annotations
 
@@ -77,9 +78,6 @@ class ControlPlane:
     async def ClientHello(self, req: empty_pb2.Empty) -> api_pb2.ClientHelloResponse:
         return api_pb2.ClientHelloResponse(image_builder_version=self.image_builder_version)
 
-    async def WorkspaceNameLookup(self, req: empty_pb2.Empty) -> api_pb2.WorkspaceNameLookupResponse:
-        return api_pb2.WorkspaceNameLookupResponse(workspace_name=self.workspace, username=self.workspace)
-
     async def EnvironmentGetOrCreate(
         self, req: api_pb2.EnvironmentGetOrCreateRequest
     ) -> api_pb2.EnvironmentGetOrCreateResponse:
@@ -143,34 +141,15 @@ class ControlPlane:
             meta.functions[tag] = function_id
         return meta
 
-    async def AppLookup(self, req: api_pb2.AppLookupRequest) -> api_pb2.AppLookupResponse:
-        environment, _ = self.inv.environment(req.environment_name)
-        app = self.inv.deployed_app(req.app_name, environment)
-        if app is None:
-            raise GRPCError(Status.NOT_FOUND, f"App '{req.app_name}' not found in environment '{environment}'")
-        return api_pb2.AppLookupResponse(app_id=app.app_id)
-
     async def AppGetLayout(self, req: api_pb2.AppGetLayoutRequest) -> api_pb2.AppGetLayoutResponse:
         """A redeploy starts here: the existing function ids let FunctionCreate update in place."""
         app = self.inv.app(req.app_id)
         layout = api_pb2.AppLayout()
         for tag, function_id in app.function_ids.items():
             layout.function_ids[tag] = function_id
-            layout.objects.append(
-                api_pb2.Object(object_id=function_id, function_handle_metadata=self._handle(self.inv.function(function_id)))
-            )
+            handle = self._handle(self.inv.function(function_id))
+            layout.objects.append(api_pb2.Object(object_id=function_id, function_handle_metadata=handle))
         return api_pb2.AppGetLayoutResponse(app_layout=layout)
-
-    async def AppGetObjects(self, req: api_pb2.AppGetObjectsRequest) -> api_pb2.AppGetObjectsResponse:
-        app = self.inv.app(req.app_id)
-        items = [
-            api_pb2.AppGetObjectsItem(
-                tag=tag,
-                object=api_pb2.Object(object_id=fid, function_handle_metadata=self._handle(self.inv.function(fid))),
-            )
-            for tag, fid in app.function_ids.items()
-        ]
-        return api_pb2.AppGetObjectsResponse(items=items)
 
     async def AppGetLifecycle(self, req: api_pb2.AppGetLifecycleRequest) -> api_pb2.AppGetLifecycleResponse:
         return api_pb2.AppGetLifecycleResponse(lifecycle=self.inv.app(req.app_id).lifecycle())
@@ -287,13 +266,19 @@ class ControlPlane:
         secret = self.inv.secret(req.secret_id)
         return api_pb2.SecretGetInfoResponse(metadata=secret.metadata())
 
+    async def SecretDelete(self, req: api_pb2.SecretDeleteRequest) -> empty_pb2.Empty:
+        # Secret.objects.delete(name) resolves the name with SecretGetOrCreate, then deletes by id.
+        self.inv.delete_secret(req.secret_id)
+        return empty_pb2.Empty()
+
     async def VolumeGetOrCreate(self, req: api_pb2.VolumeGetOrCreateRequest) -> api_pb2.VolumeGetOrCreateResponse:
         volume = self.inv.volume_get_or_create(req)
         return api_pb2.VolumeGetOrCreateResponse(
             volume_id=volume.volume_id, version=volume.version, metadata=volume.metadata()  # type: ignore[arg-type]
         )
 
-    async def VolumeHeartbeat(self, req: api_pb2.VolumeHeartbeatRequest) -> empty_pb2.Empty:
+    async def VolumeDelete(self, req: api_pb2.VolumeDeleteRequest) -> empty_pb2.Empty:
+        self.inv.delete_volume(req.volume_id)
         return empty_pb2.Empty()
 
     # -- images --------------------------------------------------------------------------------
@@ -324,9 +309,11 @@ class ControlPlane:
                 status=api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception=image.build_error
             )
         else:
-            image.built = True
+            self.inv.mark_built(image.image_id)
             result = api_pb2.GenericResult(status=api_pb2.GenericResult.GENERIC_STATUS_SUCCESS)
-        log = api_pb2.TaskLogs(data=f"[stand-in] built {image.image_id}\n", file_descriptor=api_pb2.FILE_DESCRIPTOR_STDOUT)
+        log = api_pb2.TaskLogs(
+            data=f"[stand-in] built {image.image_id}\n", file_descriptor=api_pb2.FILE_DESCRIPTOR_STDOUT
+        )
         yield api_pb2.ImageJoinStreamingResponse(task_logs=[log], entry_id="1")
         yield api_pb2.ImageJoinStreamingResponse(
             result=result, entry_id="2", eof=True, metadata=self._image_metadata(image.builder_version)
@@ -361,8 +348,3 @@ class ControlPlane:
         return api_pb2.BlobCreateResponse(
             blob_ids=[blob_id], upload_urls=api_pb2.UploadUrlList(items=[self._blob_url(blob_id)])
         )
-
-    async def BlobGet(self, req: api_pb2.BlobGetRequest) -> api_pb2.BlobGetResponse:
-        if self.inv.blob(req.blob_id) is None:
-            raise GRPCError(Status.NOT_FOUND, f"Blob '{req.blob_id}' not found")
-        return api_pb2.BlobGetResponse(download_url=self._blob_url(req.blob_id))

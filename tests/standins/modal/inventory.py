@@ -369,6 +369,10 @@ class Inventory:
                 raise GRPCError(Status.NOT_FOUND, f"Secret '{secret_id}' not found")
             return self.secrets[secret_id]
 
+    def delete_secret(self, secret_id: str) -> SecretRecord:
+        with self._lock:
+            return self.secrets.pop(self.secret(secret_id).secret_id)
+
     def named_secret(self, name: str, environment: str = "") -> Optional[SecretRecord]:
         with self._lock:
             environment, _ = self.environment(environment)
@@ -409,6 +413,12 @@ class Inventory:
                 raise _already_exists("Volume", req.deployment_name, environment)
             return existing
 
+    def delete_volume(self, volume_id: str) -> VolumeRecord:
+        with self._lock:
+            if volume_id not in self.volumes:
+                raise GRPCError(Status.NOT_FOUND, f"Volume '{volume_id}' not found")
+            return self.volumes.pop(volume_id)
+
     def named_volume(self, name: str, environment: str = "") -> Optional[VolumeRecord]:
         with self._lock:
             environment, _ = self.environment(environment)
@@ -441,6 +451,10 @@ class Inventory:
     def fail_next_image_build(self, error: str) -> None:
         with self._lock:
             self._pending_build_errors.append(error)
+
+    def mark_built(self, image_id: str) -> None:
+        with self._lock:
+            self.image(image_id).built = True
 
     def image(self, image_id: str) -> ImageRecord:
         with self._lock:

@@ -32,6 +32,7 @@ from .inventory import (
 )
 from .recorder import Call, RequestLog
 from .service import ModalService
+from .sockets import bound_socket
 
 HOST = "127.0.0.1"
 DEFAULT_CREDENTIALS = ("ak-test", "as-test")
@@ -120,9 +121,9 @@ class ModalStandin:
         await self._blobs.start()
         service = ModalService(self._control_plane, self.request_log, self.faults, self._credentials)
         self._server = Server([service])
-        await self._server.start(HOST, self._port)
-        port = self._server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://{HOST}:{port}"
+        sock = bound_socket(HOST, self._port)
+        await self._server.start(sock=sock)
+        self.url = f"http://{HOST}:{sock.getsockname()[1]}"
 
     async def _stop_servers(self) -> None:
         if self._server is not None:

@@ -1,0 +1,106 @@
+"""Cold start: a sum of data-driven terms, checked against the seed's published figures."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra import coldstart as cs
+from infra.capacity import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = cs.constants()["seed"]
+
+
+def glm(provider="modal", **kw):
+    kw.setdefault("enforce_eager", True)
+    return cs.estimate(provider, SEED["checkpoint_gib"], **kw)
+
+
+def test_seed_load_times_on_a_modal_volume():
+    # "model loading took over 12 minutes ... reduced to ~1 minute" with prefetch.
+    lazy = glm(load_strategy=None).terms["weights_read_s"]
+    prefetch = glm(load_strategy="prefetch").terms["weights_read_s"]
+    assert lazy == pytest.approx(SEED["load_sequential_s"], rel=0.10)
+    assert prefetch == pytest.approx(SEED["load_prefetch_s"], rel=0.10)
+    assert lazy / prefetch > 10
+
+
+def test_seed_total_cold_start():
+    # "total cold start (including hardware allocation) roughly 4.5 minutes", eager, prefetch.
+    c = glm(load_strategy="prefetch")
+    assert c.ready_s == pytest.approx(SEED["total_cold_start_s"], rel=0.15)
+    assert c.terms["first_request_warmup_s"] == SEED["first_request_ttft_s"]
+    assert c.total_s == pytest.approx(c.ready_s + 35)
+    assert c.terms["cuda_graphs_s"] == 0
+    # Without prefetch the same start takes over a quarter of an hour.
+    assert glm(load_strategy="lazy").ready_s > 14 * 60
+
+
+def test_terms_are_a_sum():
+    c = glm(load_strategy="prefetch")
+    assert list(c.terms) == ["provision_s", "image_pull_s", "weights_read_s", "engine_init_s", "cuda_graphs_s",
+                             "first_request_warmup_s"]
+    assert c.total_s == sum(c.terms.values())
+    j = c.to_json()
+    assert j["total_seconds"] == round(c.total_s) and j["storage"] == "modal-volume"
+
+
+def test_cuda_graphs_cost_time_unless_eager():
+    assert glm(enforce_eager=False).terms["cuda_graphs_s"] > 0
+    assert glm(enforce_eager=False).terms["first_request_warmup_s"] < glm().terms["first_request_warmup_s"]
+
+
+def test_runpod_network_volume_takes_30_to_60_minutes():
+    c = glm("runpod", runpod_volume="network", load_strategy="prefetch")
+    assert c.storage == "runpod-network-volume"
+    assert 30 * 60 <= c.terms["weights_read_s"] <= 60 * 60
+    local = glm("runpod", runpod_volume="persistent", load_strategy="prefetch")
+    assert local.storage == "local-disk"
+    assert local.terms["weights_read_s"] < c.terms["weights_read_s"] / 5
+
+
+def test_first_deploy_adds_a_fresh_download():
+    c = glm(load_strategy="prefetch")
+    assert 30 * 60 <= c.first_deploy_download_s <= 60 * 60
+    assert c.first_deploy_s == pytest.approx(c.total_s + c.first_deploy_download_s)
+    assert glm(storage="hf-download").first_deploy_download_s == 0
+
+
+def test_storage_for_providers():
+    assert cs.storage_for("modal") == "modal-volume"
+    assert cs.storage_for("runpod") == "runpod-network-volume"
+    assert cs.storage_for("runpod", "persistent") == "local-disk"
+    assert cs.storage_for("none") == "local-disk"
+    with pytest.raises(ConfigError):
+        cs.storage_for("runpod", "nfs")
+
+
+def test_unknown_inputs_are_config_errors():
+    with pytest.raises(ConfigError):
+        glm(load_strategy="turbo")
+    with pytest.raises(ConfigError):
+        glm(storage="floppy")
+
+
+def test_constants_have_sources():
+    c = cs.constants()
+    for name, row in c["storage"].items():
+        assert row["source"], name
+    for table in (c["provision_s"], c["image"]["pull_gbps"]):
+        for provider, row in table.items():
+            assert row["source"], provider
+    for key in ("engine_init_s", "cuda_graphs_s", "first_request_warmup_s"):
+        assert c[key]["source"]
+
+
+def test_modal_prod_stack_matches_the_seed(monkeypatch):
+    monkeypatch.setenv("GLMSERVE_PROJECT_DIR", str(ROOT))
+    from infra.plan import plan_for_spec
+    from infra.stackfile import spec_for_stack
+
+    plan = plan_for_spec(spec_for_stack("modal-prod"))
+    assert plan.cold_start.storage == "modal-volume"
+    assert plan.cold_start.load_strategy == "prefetch"
+    assert plan.cold_start.ready_s == pytest.approx(SEED["total_cold_start_s"], rel=0.15)
+    assert plan.cold_start_seconds_estimate == round(plan.cold_start.total_s)

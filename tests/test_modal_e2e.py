@@ -1,0 +1,243 @@
+"""The Modal provider end to end: the real Pulumi CLI runs the real modal client against the
+local Modal stand-in, whose web URL points at the engine stand-in."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import openai
+import pytest
+from grpclib import Status
+
+from infra.render import render
+from infra.stackfile import spec_for_stack
+from tests.standins.engine import EngineStandin
+from tests.standins.modal import (
+    AppState,
+    ModalStandin,
+    autoscaler,
+    dockerfile_commands,
+    function_definition,
+    gpu,
+    volume_mounts,
+    web_server,
+)
+
+from conftest import run_glmserve, run_pulumi
+
+pytestmark = pytest.mark.e2e
+
+API_KEY = "sk-glm-PLANTED-api-key-0123456789"
+HF_TOKEN = "hf_PLANTED_token_abcdefghijklmnop"
+APP = "glmserve-modal-dev"
+MODEL = "glm-5.2-fp8"
+
+
+@pytest.fixture
+def engine():
+    with EngineStandin(MODEL, api_key=API_KEY) as e:
+        yield e
+
+
+@pytest.fixture
+def modal_api(engine):
+    with ModalStandin(web_url=engine.url, secrets={"huggingface": {"HF_TOKEN": HF_TOKEN}}) as api:
+        yield api
+
+
+@pytest.fixture
+def env(engine_env, modal_api, project, tmp_path):
+    e = {**engine_env, **modal_api.client_env(tmp_path / "modal.toml")}
+    run_pulumi("stack", "init", "modal-dev", "--secrets-provider", "passphrase", env=e, project=project)
+    set_config(e, project, "secrets.apiKey.value", API_KEY, secret=True)
+    set_config(e, project, "readiness.pollIntervalSeconds", "0.2")
+    return e
+
+
+def set_config(env, project, path, value, secret=False):
+    args = ["config", "set", "--path", f"glmserve:{path}", value, "--stack", "modal-dev"]
+    run_pulumi(*(args + (["--secret"] if secret else [])), env=env, project=project)
+
+
+def outputs(env, project, secrets=False) -> dict:
+    args = ["stack", "output", "--stack", "modal-dev", "--json"] + (["--show-secrets"] if secrets else [])
+    return json.loads(run_pulumi(*args, env=env, project=project).stdout)
+
+
+def up(env, **kw):
+    return run_glmserve("up", "--stack", "modal-dev", env=env, **kw)
+
+
+def deployed_function(modal_api):
+    return function_definition(modal_api.last("FunctionCreate"))
+
+
+def uploaded_module(modal_api) -> str:
+    files = {p: b for p, b in modal_api.uploaded_files().items() if p.endswith(".py") and b"ENGINE_ARGV" in b}
+    assert len(files) == 1, sorted(modal_api.uploaded_files())
+    return next(iter(files.values())).decode()
+
+
+def test_up_deploys_the_node_and_the_gate_passes(env, project, modal_api, engine, tmp_path):
+    proc = up(env, check=True)
+    fn = deployed_function(modal_api)
+    assert gpu(fn) == ("H200", 8)
+    assert web_server(fn)["port"] == 8000 and web_server(fn)["startup_timeout"] == 3600
+    assert fn.startup_timeout_secs >= 3600, "the function's own startup timeout must cover the web server's"
+    scaling = autoscaler(fn)
+    assert scaling["scaledown_window"] == 900 and scaling["max_containers"] == 1
+
+    secret_names = {modal_api.secret(n).secret_id: n for n in ("huggingface", f"{APP}-api-key")}
+    assert set(fn.secret_ids) == set(secret_names)
+    assert modal_api.secret(f"{APP}-api-key").values == {"VLLM_API_KEY": API_KEY}
+    cache = modal_api.volume("huggingface-cache")
+    assert volume_mounts(fn) == {"/root/.cache/huggingface": cache.volume_id}
+
+    commands = dockerfile_commands(modal_api.image_chain(fn.image_id))
+    assert "FROM vllm/vllm-openai:v0.33.0" in commands
+    assert any("rm -f /usr/local/lib/python3.12/dist-packages/typing_extensions.py" in c for c in commands)
+
+    # The uploaded module launches exactly the shared renderer's argv.
+    module = uploaded_module(modal_api)
+    expected = render(spec_for_stack("modal-dev", project)).argv
+    line = next(ln for ln in module.splitlines() if ln.startswith("ENGINE_ARGV = "))
+    assert eval(line.split("=", 1)[1]) == expected  # noqa: S307 - a list literal we generated
+
+    out = outputs(env, project, secrets=True)
+    assert out["appName"] == APP and out["appId"].startswith("ap-")
+    assert out["url"] == engine.url and out["baseUrl"] == engine.url + "/v1"
+    assert out["modelName"] == MODEL and out["apiKey"] == API_KEY
+    assert "lists glm-5.2-fp8" in proc.stdout
+
+    client = openai.OpenAI(base_url=out["baseUrl"], api_key=out["apiKey"])
+    assert [m.id for m in client.models.list()] == [MODEL]
+
+    # No planted secret in the uploaded files, the state, or the logs.
+    blob = b"".join(modal_api.uploaded_files().values())
+    state = "".join(p.read_text() for p in (tmp_path / "state").rglob("*.json"))
+    for planted in (API_KEY, HF_TOKEN):
+        assert planted.encode() not in blob
+        assert planted not in state
+        assert planted not in proc.stdout + proc.stderr
+
+
+def test_config_edit_is_an_update_that_redeploys_the_new_argv(env, project, modal_api):
+    up(env, check=True)
+    app_id = modal_api.app(APP).app_id
+    set_config(env, project, "serving.maxModelLen", "65536")
+    pre = run_glmserve("preview", "--stack", "modal-dev", "--diff", env=env, check=True)
+    # The app and its readiness gate update in place; nothing is replaced.
+    assert "~ 2 to update" in pre.stdout, pre.stdout
+    assert "to replace" not in pre.stdout and "+-" not in pre.stdout
+    assert '"131072" => "65536"' in pre.stdout
+
+    up(env, check=True)
+    assert modal_api.app(APP).app_id == app_id
+    modules = [b for b in modal_api.uploaded_files().values() if b"ENGINE_ARGV" in b]
+    assert any(b"'--max-model-len', '65536'" in b for b in modules)
+
+
+def test_refresh_notices_an_app_stopped_out_of_band_and_up_recreates_it(env, project, modal_api):
+    up(env, check=True)
+    stopped = modal_cli(env, "app", "stop", APP, "--yes")
+    assert stopped.returncode == 0, stopped.stderr
+    assert modal_api.app(APP).state == AppState.STOPPED
+
+    ref = run_glmserve("refresh", "--stack", "modal-dev", env=env, check=True)
+    assert "deleted" in ref.stdout
+    up(env, check=True)
+    assert modal_api.app(APP).state == AppState.DEPLOYED
+
+
+def modal_cli(env, *args):
+    """The real `modal` CLI, pointed at the stand-in: an out-of-band action by a user."""
+    return subprocess.run([sys.executable, "-m", "modal", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_destroy_stops_the_app_and_is_idempotent(env, project, modal_api):
+    up(env, check=True)
+    down = run_glmserve("destroy", "--stack", "modal-dev", env=env, check=True)
+    assert "deleted" in down.stdout
+    assert all(a.state != AppState.DEPLOYED for a in modal_api.apps())
+    assert modal_api.secret(f"{APP}-api-key") is None, "glmserve's own secret is removed on destroy"
+    assert modal_api.secret("huggingface") is not None, "a user's named secret is never deleted"
+
+
+def test_transient_unavailable_on_deploy_is_survived(env, project, modal_api):
+    modal_api.inject("FunctionCreate", Status.UNAVAILABLE, times=1)
+    up(env, check=True)
+    statuses = [c.status for c in modal_api.calls("FunctionCreate")]
+    assert Status.UNAVAILABLE in statuses and modal_api.app(APP).state == AppState.DEPLOYED
+
+
+def test_missing_named_secret_fails_clearly_and_publishes_nothing(env, project, modal_api):
+    set_config(env, project, "secrets.hfToken.name", "no-such-secret")
+    proc = up(env)
+    assert proc.returncode == 1
+    text = proc.stdout + proc.stderr
+    assert "no-such-secret" in text and "not found" in text.lower()
+    assert "Traceback" not in proc.stderr
+    assert not [a for a in modal_api.apps() if a.state == AppState.DEPLOYED]
+
+
+def test_engine_never_healthy_fails_up_and_destroy_cleans_up(env, project, modal_api, engine):
+    engine.set_mode("never_healthy")
+    set_config(env, project, "timeouts.startupSeconds", "10")
+    proc = up(env)
+    assert proc.returncode == 1
+    text = proc.stdout + proc.stderr
+    assert "readiness gate failed at 'health'" in text and "HTTP 503" in text
+    assert "startup timeout 10s" in text
+    # The app was deployed and is in state, so destroy removes it: nothing billable leaks.
+    assert modal_api.app(APP).state == AppState.DEPLOYED
+    run_glmserve("destroy", "--stack", "modal-dev", env=env, check=True)
+    assert modal_api.app(APP).state == AppState.STOPPED
+
+
+def test_wrong_api_key_fails_the_gate_clearly(env, project, modal_api, engine):
+    engine.configure(api_key="sk-some-other-key-000000000000")
+    proc = up(env)
+    assert proc.returncode == 1
+    text = proc.stdout + proc.stderr
+    assert "readiness gate failed at 'models'" in text and "rejected the API key" in text
+    assert API_KEY not in text
+
+
+def test_modal_specific_validation_at_preview(env, project):
+    set_config(env, project, "scaling.scaledownWindow", "7200")
+    proc = run_glmserve("preview", "--stack", "modal-dev", env=env)
+    assert proc.returncode == 2
+    assert "scaling.scaledownWindow: outside Modal's scale-down window range" in proc.stderr
+    assert "allowed: [2, 3600] seconds" in proc.stderr
+
+
+def test_artifact_is_importable_and_has_no_secret_values(env, project, tmp_path):
+    proc = run_glmserve("render", "--stack", "modal-dev", "--artifact", env=env, check=True)
+    assert API_KEY not in proc.stdout and HF_TOKEN not in proc.stdout
+    path = tmp_path / "app_artifact.py"
+    path.write_text(proc.stdout)
+    from tests.standins.modal import import_module_from_path
+    module = import_module_from_path(path)
+    assert module.app.name == APP
+    assert module.ENGINE_ARGV == render(spec_for_stack("modal-dev", project)).argv
+
+
+def test_hf_token_by_value_becomes_a_modal_secret_and_never_leaks(env, project, modal_api, tmp_path):
+    planted = "hf_PLANTED_by_value_zyxwvutsrq9876"
+    run_pulumi("config", "rm", "--path", "glmserve:secrets.hfToken.name", "--stack", "modal-dev",
+               env=env, project=project)
+    set_config(env, project, "secrets.hfToken.value", planted, secret=True)
+    proc = up(env, check=True)
+    created = modal_api.secret(f"{APP}-hf-token")
+    assert created is not None and created.values == {"HF_TOKEN": planted}
+    assert created.secret_id in deployed_function(modal_api).secret_ids
+    stack_file = (project / "stacks" / "Pulumi.modal-dev.yaml").read_text()
+    state = "".join(p.read_text() for p in (tmp_path / "state").rglob("*.json"))
+    blob = b"".join(modal_api.uploaded_files().values())
+    preview = run_glmserve("preview", "--stack", "modal-dev", "--diff", env=env, check=True)
+    for text in (proc.stdout + proc.stderr, stack_file, state, preview.stdout):
+        assert planted not in text
+    assert planted.encode() not in blob
