@@ -3,10 +3,12 @@ temporary local file backend, with the `none` provider."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import pytest
 
-from conftest import PASSPHRASE, run_glmserve, run_pulumi
+from conftest import GLMSERVE, run_glmserve, run_pulumi
 
 pytestmark = pytest.mark.e2e
 
@@ -95,3 +97,13 @@ def test_unknown_provider_is_a_clear_error(engine_env, project):
     assert proc.returncode == 2
     assert "provider: unknown provider (did you mean 'modal'?)" in proc.stderr
     assert "allowed: none, modal, runpod" in proc.stderr
+
+
+def test_up_without_provider_credentials_stops_before_creating_anything(engine_env, project, tmp_path):
+    env = {k: v for k, v in {**os.environ, **engine_env}.items() if not k.startswith("MODAL_TOKEN")}
+    proc = subprocess.run([GLMSERVE, "up", "--stack", "modal-dev"], env=env, text=True, capture_output=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "the modal provider needs credentials before anything is created" in proc.stderr
+    assert "MODAL_TOKEN_ID: is not set" in proc.stderr and "MODAL_TOKEN_SECRET: is not set" in proc.stderr
+    assert not list((tmp_path / "state").rglob("*.json")), "no stack, no state, nothing created"

@@ -18,7 +18,7 @@ from tests.standins.engine import DEFAULT_MODEL, EngineStandin  # noqa: E402
 KEY = "engine-test-key"
 
 
-def wait_for(predicate, timeout: float = 3.0, interval: float = 0.02):
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -33,7 +34,8 @@ from openapi_core.validation.request.exceptions import (
 
 __all__ = ["document_path", "load_document", "Contract", "RequestCheck", "schema_error_messages"]
 
-HOST_URL = "https://api.runpod.io"   # the document's server; requests are matched as if sent there
+HOST_URL = "https://api.runpod.io"
+_API_LOCK = threading.Lock()   # the document's server; requests are matched as if sent there
 
 
 def document_path() -> Path:
@@ -164,6 +166,7 @@ class Contract:
         self._path = path
         self.doc = load_document(path)
         self.api = _openapi(path)
+        self._lock = _API_LOCK          # openapi-core's validators are not documented as thread-safe
 
     # path templates, longest literal first, for our own routing / 405 answers
     @functools.cached_property
@@ -214,7 +217,9 @@ class Contract:
                           data=body, content_type=content_type or "")
         errors: list[str] = []
         status, title, detail = 0, "", ""
-        for err in self.api.iter_request_errors(req):
+        with self._lock:
+            found = list(self.api.iter_request_errors(req))
+        for err in found:
             if isinstance(err, (PathNotFound,)):
                 return RequestCheck(False, 404, "Not Found", str(err))
             if isinstance(err, OperationNotFound):
@@ -262,7 +267,9 @@ class Contract:
                           headers={"Authorization": "Bearer x"}, content_type="application/json")
         resp = MockResponse(body, status, headers=dict(headers), content_type=content_type or "")
         out = []
-        for err in self.api.iter_response_errors(req, resp):
+        with self._lock:
+            found = list(self.api.iter_response_errors(req, resp))
+        for err in found:
             msgs = schema_error_messages(self.doc, _schema_errors_of(err))
             causes = _cause_chain(err)
             out += msgs or [f"{type(err).__name__}: {causes[0] if causes else err}"]
