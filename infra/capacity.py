@@ -424,6 +424,9 @@ class _Part:
     ckpt: float        # bytes in the checkpoint
     rank: float        # bytes on each rank once loaded (0 if vLLM does not load it)
     sharded: bool      # divided by TP (rescaled when the checkpoint size is known)
+    # Where the part lives with pipeline parallelism: a decoder layer index, or "first"
+    # (embeddings) / "last" (lm_head, final norm, MTP layers) for the edge stages.
+    where: Any = "last"
 
 
 def _layer_parts(a: Arch, i: int, tp: int, mtp: bool, loaded: bool) -> list[_Part]:
@@ -488,15 +491,40 @@ def _layer_parts(a: Arch, i: int, tp: int, mtp: bool, loaded: bool) -> list[_Par
 def weight_parts(a: Arch, tp: int, load_mtp: bool) -> list[_Part]:
     bf = 2.0
     vocab_h = a.vocab_size * a.hidden_size
-    parts = [_Part("embeddings and lm_head, sharded", vocab_h * bf, vocab_h * bf / tp, True)]
+    parts = [_Part("embeddings and lm_head, sharded", vocab_h * bf, vocab_h * bf / tp, True, "first")]
     if not a.tie_word_embeddings:
-        parts.append(_Part("embeddings and lm_head, sharded", vocab_h * bf, vocab_h * bf / tp, True))
-    parts.append(_Part("norms", a.hidden_size * bf, a.hidden_size * bf, False))
+        parts.append(_Part("embeddings and lm_head, sharded", vocab_h * bf, vocab_h * bf / tp, True, "last"))
+    parts.append(_Part("norms", a.hidden_size * bf, a.hidden_size * bf, False, "last"))
     for i in range(a.num_layers):
-        parts += _layer_parts(a, i, tp, mtp=False, loaded=True)
+        for p in _layer_parts(a, i, tp, mtp=False, loaded=True):
+            p.where = i
+            parts.append(p)
     for j in range(a.mtp_layers):
         parts += _layer_parts(a, a.num_layers + j, tp, mtp=True, loaded=load_mtp)
     return parts
+
+
+def pp_partition(num_layers: int, pp: int) -> list[range]:
+    """The decoder layers of each pipeline stage, as vLLM splits them (``get_pp_indices``
+    without VLLM_PP_LAYER_PARTITION): equal shares, the remainder going to the stages before
+    the last one (the last stage also holds the lm_head)."""
+    pp = max(1, int(pp))
+    sizes = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        sizes[-i] += 1
+    out, start = [], 0
+    for n in sizes:
+        out.append(range(start, start + n))
+        start += n
+    return out
+
+
+def _stage_of(where: Any, stages: list[range]) -> int:
+    if where == "first":
+        return 0
+    if where == "last":
+        return len(stages) - 1
+    return next(s for s, r in enumerate(stages) if where in r)
 
 
 @dataclass
@@ -510,10 +538,13 @@ class WeightsEstimate:
     adjust_gib: float
     breakdown: dict[str, float]
     assumptions: list[Assumption] = field(default_factory=list)
+    # Per-rank weights of each pipeline stage (one entry without pipeline parallelism);
+    # per_rank_gib is the largest.
+    stages_gib: tuple[float, ...] = ()
 
 
 def estimate_weights(a: Arch, profile: dict, tp: int, load_mtp: bool,
-                     override_gib: Optional[float] = None) -> WeightsEstimate:
+                     override_gib: Optional[float] = None, pp: int = 1) -> WeightsEstimate:
     """Per-GPU weights: the sharded part of the checkpoint divided by TP, plus what every
     rank holds whole (MLA down-projections, DSA indexers, router gates, MTP eh_proj), plus
     load-time copies. With a known checkpoint size, the sharded part is rescaled so that the
@@ -540,28 +571,50 @@ def estimate_weights(a: Arch, profile: dict, tp: int, load_mtp: bool,
             "checkpoint size estimated from the config's parameter count (GiB)", _r(_gib(est_ckpt)),
             f"config.json shapes x {a.weight_bytes:.4g} B per quantized-linear parameter ({a.weight_format}); "
             "embeddings, norms and router gates in bf16"))
-    breakdown: dict[str, float] = {}
-    total = 0.0
+    pp = max(1, int(pp))
+    stages = pp_partition(a.num_layers, pp)
+    if pp > 1 and a.tie_word_embeddings:
+        # Tied embeddings: the last stage loads its own copy for the lm_head.
+        first = parts[0]
+        parts.append(_Part(first.group, 0.0, first.rank, True, "last"))
+    breakdowns: list[dict[str, float]] = [{} for _ in stages]
+    totals = [0.0] * pp
     loaded = 0.0
     for p in parts:
         b = p.rank * scale if p.sharded else p.rank
-        total += b
-        breakdown[p.group] = breakdown.get(p.group, 0.0) + b
+        st = _stage_of(p.where, stages) if pp > 1 else 0
+        totals[st] += b
+        breakdowns[st][p.group] = breakdowns[st].get(p.group, 0.0) + b
         if p.rank > 0:
             loaded += p.ckpt * (scale if p.sharded else 1.0)
+    worst = max(range(pp), key=lambda i: totals[i])
+    total, breakdown = totals[worst], breakdowns[worst]
     adjust = float(wcfg.get("per_rank_unattributed_gib") or 0.0)
     if adjust:
+        if pp > 1:
+            adjust /= pp
+            assumptions.append(Assumption(
+                "measured unattributed per-rank weights divided by the pipeline stages (GiB per rank)",
+                _r(adjust, 3), "glmserve capacity model: taken as proportional to the weights a rank holds"))
         breakdown["unattributed (measured)"] = adjust * GIB
         assumptions.append(Assumption(
             "per-rank weights not attributed to any tensor (GiB)", adjust,
             str(wcfg.get("source") or "model profile weights.per_rank_unattributed_gib")))
+    if pp > 1:
+        assumptions.append(Assumption(
+            "decoder layers per pipeline stage", [len(r) for r in stages],
+            "vLLM get_pp_indices (remainder to the stages before the last; embeddings on the first stage, "
+            "lm_head and MTP layers on the last)"))
     bottom_up = _gib(total)
+    stages_gib = tuple(_gib(t) + adjust for t in totals)
     ckpt_gib = float(given) if given else _gib(est_ckpt)
     if override_gib is not None:
         assumptions.append(Assumption("weights per GPU (GiB)", float(override_gib), "user override (weights_gib)"))
         return WeightsEstimate(float(override_gib), "override", ckpt_gib, _gib(est_ckpt), _gib(loaded),
-                               bottom_up, 0.0, {"override": float(override_gib)}, assumptions)
+                               bottom_up, 0.0, {"override": float(override_gib)}, assumptions,
+                               tuple(float(override_gib) for _ in stages))
     return WeightsEstimate(
+        stages_gib=stages_gib,
         per_rank_gib=bottom_up + adjust,
         source="profile" if given else "config",
         checkpoint_gib=ckpt_gib,
@@ -593,6 +646,10 @@ class CapacityInputs:
     max_num_seqs: Optional[int] = None
     max_num_batched_tokens: Optional[int] = None
     block_size: Optional[int] = None
+    # Pipeline stages, and the nodes of `gpus` GPUs each that one engine spans
+    # (tp x pp == gpus x nodes when nodes > 1).
+    pp: int = 1
+    nodes: int = 1
 
     @property
     def mtp(self) -> bool:
@@ -649,6 +706,9 @@ class Capacity:
     warnings: list[str] = field(default_factory=list)
     knobs: list[Knob] = field(default_factory=list)
     assumptions: list[Assumption] = field(default_factory=list)
+    # With pipeline parallelism: the stage whose GPUs hold the fewest KV blocks (vLLM sizes
+    # the engine's cache by it); the figures above are that stage's.
+    stage: int = 0
 
     @property
     def fits(self) -> bool:
@@ -690,11 +750,22 @@ def _check_structure(inp: CapacityInputs, max_len: int) -> list[str]:
         raise ConfigError("serving.gpuMemoryUtilization", "must be in (0, 1]", value=inp.gpu_memory_utilization)
     if max_len < 1:
         raise ConfigError("serving.maxModelLen", "must be positive", value=max_len)
+    if inp.pp < 1 or inp.nodes < 1:
+        raise ConfigError("serving.pipelineParallelSize", "must be at least 1", value=inp.pp)
+    world = inp.tp * inp.pp
     if inp.tp > inp.gpus:
         errs.append(f"tensor parallel size {inp.tp} needs {inp.tp} GPUs but the node has {inp.gpus}; "
                     f"set gpu.count to {inp.tp} [--gpus {inp.tp}] or serving.tensorParallelSize to at most {inp.gpus}")
     elif inp.gpus % inp.tp:
         errs.append(f"tensor parallel size {inp.tp} does not divide gpu.count {inp.gpus}")
+    elif inp.nodes == 1 and world > inp.gpus:
+        errs.append(f"tensor x pipeline parallel size {inp.tp} x {inp.pp} = {world} needs {world} GPUs but the node "
+                    f"has {inp.gpus}; span {-(-world // inp.gpus)} nodes [--nodes {-(-world // inp.gpus)}]")
+    elif inp.nodes > 1 and world != inp.gpus * inp.nodes:
+        errs.append(f"tensor x pipeline parallel size {inp.tp} x {inp.pp} = {world} must equal the GPUs of all "
+                    f"nodes ({inp.nodes} x {inp.gpus} = {inp.gpus * inp.nodes})")
+    if inp.pp > a.num_layers:
+        errs.append(f"pipeline parallel size {inp.pp} exceeds the model's {a.num_layers} layers")
     if a.num_heads % inp.tp:
         ok = [d for d in GPU_COUNTS if a.num_heads % d == 0]
         errs.append(f"tensor parallel size {inp.tp} does not divide the model's {a.num_heads} attention heads; "
@@ -722,7 +793,8 @@ def evaluate(inp: CapacityInputs, search: bool = True) -> Capacity:
     gpu_gib = gpu["memory_mib"] * MIB / GIB
     requested = gpu_gib * inp.gpu_memory_utilization
     tp = inp.tp
-    weights = estimate_weights(a, inp.profile, tp, load_mtp=inp.mtp, override_gib=inp.weights_gib)
+    pp = max(1, inp.pp)
+    weights = estimate_weights(a, inp.profile, tp, load_mtp=inp.mtp, override_gib=inp.weights_gib, pp=pp)
     d_seqs, d_batched = scheduler_defaults(inp.gpu_type)
     seqs = int(inp.max_num_seqs or d_seqs)
     batched = int(inp.max_num_batched_tokens or d_batched)
@@ -731,12 +803,25 @@ def evaluate(inp: CapacityInputs, search: bool = True) -> Capacity:
     nt = mc["non_torch"]
     non_torch = float(nt["base_gib"]) + (float(nt["tensor_parallel_extra_gib"]) if tp > 1 else 0.0)
     cg = mc["cudagraph"]
-    cudagraph = 0.0 if inp.enforce_eager else float(cg["base_gib"]) + float(cg["per_layer_gib"]) * (
-        a.num_layers + (a.mtp_layers if inp.mtp else 0))
-    available = requested - weights.per_rank_gib - act_gib - non_torch - cudagraph
     draft_layers = a.mtp_layers if inp.mtp else 0
-    kv = kv_layout(a, tp, inp.kv_cache_dtype, draft_layers, inp.gpu_type, inp.block_size)
-    blocks = kv_blocks(available * GIB, kv.bytes_per_token, kv.block_size)
+    stage_layers = pp_partition(a.num_layers, pp)
+    binding = None
+    for st, layers in enumerate(stage_layers):
+        last = st == pp - 1
+        # Each stage caches KV (and captures graphs) for its own layers only; the MTP drafter
+        # sits with the lm_head on the last stage.
+        sa = a if pp == 1 else replace(a, num_layers=len(layers),
+                                       indexer_layers=tuple(i for i in a.indexer_layers if i in layers))
+        st_cg = 0.0 if inp.enforce_eager else float(cg["base_gib"]) + float(cg["per_layer_gib"]) * (
+            len(layers) + (a.mtp_layers if inp.mtp and last else 0))
+        st_w = weights.stages_gib[st] if pp > 1 else weights.per_rank_gib
+        st_avail = requested - st_w - act_gib - non_torch - st_cg
+        st_kv = kv_layout(sa, tp, inp.kv_cache_dtype, draft_layers if last else 0, inp.gpu_type, inp.block_size)
+        st_blocks = kv_blocks(st_avail * GIB, st_kv.bytes_per_token, st_kv.block_size)
+        key = (st_blocks, st_avail)
+        if binding is None or key < binding[0]:
+            binding = (key, st, st_w, st_cg, st_avail, st_kv, st_blocks)
+    _, stage, stage_weights, cudagraph, available, kv, blocks = binding
     tokens = blocks * kv.block_size
     conc = max_concurrency(blocks, max_len, kv.block_size)
     per_req = _gib(math.ceil(max_len / kv.block_size) * kv.bytes_per_block)
@@ -773,11 +858,16 @@ def evaluate(inp: CapacityInputs, search: bool = True) -> Capacity:
             "sliding-window layers counted as full attention (KV tokens are a lower bound)", True,
             "glmserve capacity model"))
 
-    if weights.per_rank_gib + act_gib + non_torch + cudagraph >= requested:
+    if pp > 1:
+        assumptions.append(Assumption(
+            "pipeline stage that sizes the KV cache (fewest blocks)", stage,
+            "vLLM takes the smallest KV cache of all workers"))
+    if stage_weights + act_gib + non_torch + cudagraph >= requested:
+        where = f" (pipeline stage {stage} of {pp})" if pp > 1 else ""
         errors.append(
-            f"does not fit: weights {weights.per_rank_gib:.2f} GiB/GPU + activations {act_gib:.2f} + non-torch "
+            f"does not fit{where}: weights {stage_weights:.2f} GiB/GPU + activations {act_gib:.2f} + non-torch "
             f"{non_torch:.2f} + CUDA graphs {cudagraph:.2f} = "
-            f"{weights.per_rank_gib + act_gib + non_torch + cudagraph:.2f} GiB exceed the {requested:.2f} GiB "
+            f"{stage_weights + act_gib + non_torch + cudagraph:.2f} GiB exceed the {requested:.2f} GiB "
             f"vLLM may use per GPU ({inp.gpu_type} {gpu['memory_mib']:,} MiB x {inp.gpu_memory_utilization}); "
             f"no room for the KV cache")
     elif conc < 1:
@@ -796,8 +886,16 @@ def evaluate(inp: CapacityInputs, search: bool = True) -> Capacity:
         warnings.append(f"gpuMemoryUtilization {inp.gpu_memory_utilization} leaves under "
                         f"{(1 - inp.gpu_memory_utilization) * gpu_gib:.2f} GiB per GPU for the CUDA context "
                         "and other processes; vLLM may fail at start")
-    engines = inp.gpus // tp if tp and inp.gpus >= tp else 1
-    if engines > 1 and not errors:
+    if inp.nodes > 1 or pp > 1:
+        world = tp * pp
+        engines = max(1, (inp.gpus * inp.nodes) // world)
+    else:
+        engines = inp.gpus // tp if tp and inp.gpus >= tp else 1
+    if engines > 1 and not errors and pp > 1:
+        warnings.append(f"{inp.gpus * inp.nodes} GPUs with tensor x pipeline parallel size {tp} x {pp}: one engine "
+                        f"uses {tp * pp} GPUs; the others stay idle unless --data-parallel-size {engines} is passed "
+                        "(KV figures are per engine)")
+    elif engines > 1 and not errors:
         warnings.append(f"{inp.gpus} GPUs with tensor parallel size {tp}: one engine uses {tp} GPUs; the other "
                         f"{inp.gpus - tp} stay idle unless --data-parallel-size {engines} is passed "
                         "(KV figures are per engine)")
@@ -816,7 +914,7 @@ def evaluate(inp: CapacityInputs, search: bool = True) -> Capacity:
         non_torch_gib=non_torch, cudagraph_gib=cudagraph, available_kv_gib=available, kv=kv,
         num_blocks=blocks, kv_cache_tokens=tokens, max_concurrency=conc, kv_gib_per_request=per_req,
         max_model_len=max_len, max_num_seqs=seqs, max_num_batched_tokens=batched, engines=engines,
-        errors=errors, warnings=warnings, assumptions=assumptions)
+        errors=errors, warnings=warnings, assumptions=assumptions, stage=stage)
     memory_fail = any(e.startswith("does not fit") for e in errors)
     if search and memory_fail:
         cap.knobs = find_knobs(cap)

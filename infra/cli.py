@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Callable
 
+from .engine_output import OutputFilter, summary
 from .errors import GlmserveError, Problem
 from .secrets import redact
 
@@ -40,10 +41,7 @@ def cmd_validate(args) -> int:
     command = render(spec)
     if args.engine_check:
         from . import engine_check
-        verdict = engine_check.check_spec(spec, command)
-        if not verdict.ok:
-            raise GlmserveError(verdict.problems, headline=f"{command.engine} {spec.engine.version} rejects the command")
-        print(f"{args.stack}: OK ({command.engine} {spec.engine.version}'s own parser accepts the command)")
+        print(f"{args.stack}: OK ({engine_check.engine_check_stack(args.stack)})")
         return 0
     print(f"{args.stack}: OK")
     return 0
@@ -81,6 +79,37 @@ def cmd_plan(args) -> int:
     return plan.run(args)
 
 
+def cmd_policy(args) -> int:
+    from .policy import check_stack
+
+    report = check_stack(args.stack)
+    if args.json:
+        print(redact(json.dumps(report.to_json(), indent=2)))
+    else:
+        print(redact(report.format_text()), end="")
+    return 0 if report.ok else EXIT_FAILED
+
+
+def cmd_diff(args) -> int:
+    from pathlib import Path
+
+    from .diffing import diff_stacks, format_markdown, format_text
+    from .stackfile import project_root
+
+    stacks = list(dict.fromkeys(args.stack or []))
+    if not stacks and not args.all:
+        raise GlmserveError([Problem(key="--stack", message="give --stack STACK (repeatable) or --all")],
+                            headline="nothing to diff")
+    result = diff_stacks(Path(project_root()), args.base, stacks or None)
+    if args.format == "json":
+        print(redact(json.dumps(result, indent=2)))
+    elif args.format == "markdown":
+        print(redact(format_markdown(result)), end="")
+    else:
+        print(redact(format_text(result)), end="")
+    return 0
+
+
 # ----------------------------------------------------------------------------- engine
 
 def _engine_op(op: str) -> Callable:
@@ -100,7 +129,13 @@ def _engine_op(op: str) -> Callable:
                     [Problem(key=c.env, message=f"is not set: {c.what}") for c in missing],
                     headline=f"the {spec.provider} provider needs credentials before anything is created")
         stack = select_stack(args.stack, program)
-        out = lambda line: print(redact(line), flush=True)  # noqa: E731
+        shown = OutputFilter()
+
+        def out(line: str) -> None:
+            line = shown(line)
+            if line is not None:
+                print(line, flush=True)
+
         try:
             if op == "preview":
                 stack.preview(diff=args.diff, on_output=out, color="never")
@@ -113,18 +148,15 @@ def _engine_op(op: str) -> Callable:
                 if args.remove:
                     stack.workspace.remove_stack(args.stack)
         except auto.CommandError as e:
-            detail = _engine_error(e)
+            if not shown.errors:     # the engine failed before the program printed anything
+                for ln in (getattr(e, "stderr", None) or str(e)).splitlines():
+                    shown(ln)
+            detail = summary(shown.errors)
             print(redact(f"glmserve: pulumi {op} failed for stack {args.stack}" + (f":\n{detail}" if detail else "")),
                   file=sys.stderr)
             return EXIT_FAILED
         return 0
     return run
-
-
-def _engine_error(e) -> str:
-    text = getattr(e, "stderr", None) or str(e)
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(" code:")]
-    return "\n".join(lines[-20:])
 
 
 # ----------------------------------------------------------------------------- main
@@ -155,6 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stacks", help="list the stacks under stacks/")
     s.set_defaults(func=cmd_stacks)
+
+    po = sub.add_parser("policy", help="run the policy rules on a stack, offline (exit 1 on a violation)",
+                        allow_abbrev=False)
+    po.add_argument("--stack", required=True)
+    po.add_argument("--json", action="store_true")
+    po.set_defaults(func=cmd_policy)
+
+    d = sub.add_parser("diff", help="what a change does to a stack's node: base revision vs working tree",
+                       allow_abbrev=False)
+    d.add_argument("--stack", action="append", help="a stack (repeatable)")
+    d.add_argument("--all", action="store_true", help="every stack at the base revision or in the working tree")
+    d.add_argument("--base", default="HEAD", help="git revision to compare with (default HEAD)")
+    d.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    d.set_defaults(func=cmd_diff)
 
     for op, helptext in (("preview", "pulumi preview"), ("up", "pulumi up"),
                          ("refresh", "pulumi refresh"), ("destroy", "pulumi destroy")):

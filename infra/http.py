@@ -159,10 +159,13 @@ class RetryPolicy:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return min(float(retry_after), self.max_retry_after)
-        return tenacity.wait_exponential_jitter(initial=self.initial_wait, max=self.max_wait)(state)
+        backoff = tenacity.wait_exponential(multiplier=self.initial_wait, max=self.max_wait) + \
+            tenacity.wait_random(0, self.initial_wait)
+        return min(self.max_wait, backoff(state))
 
     def retrying(self, retry_if: Optional[Callable[[BaseException], bool]] = None,
-                 log: Optional[Callable[[str], None]] = None, what: str = "") -> tenacity.Retrying:
+                 log: Optional[Callable[[str], None]] = None, what: str = "",
+                 sleep: Optional[Callable[[float], None]] = None) -> tenacity.Retrying:
         predicate = retry_if or (lambda e: isinstance(e, HttpError) and e.retryable)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
@@ -179,12 +182,14 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception(predicate),
             before_sleep=before_sleep,
             reraise=True,
+            **({"sleep": sleep} if sleep is not None else {}),
         )
 
     def call(self, fn: Callable[..., T], *args: Any, retry_if: Optional[Callable[[BaseException], bool]] = None,
-             log: Optional[Callable[[str], None]] = None, what: str = "", **kwargs: Any) -> T:
+             log: Optional[Callable[[str], None]] = None, what: str = "",
+             sleep: Optional[Callable[[float], None]] = None, **kwargs: Any) -> T:
         """Run ``fn`` under this policy; the last exception is re-raised with ``attempts`` set."""
-        r = self.retrying(retry_if, log, what)
+        r = self.retrying(retry_if, log, what, sleep)
         try:
             return r(fn, *args, **kwargs)
         except HttpError as e:
@@ -223,9 +228,10 @@ class RestClient:
 
     def __init__(self, base_url: str, token: Optional[str], *, policy: Optional[RetryPolicy] = None,
                  log: Optional[Callable[[str], None]] = None, user_agent: str = "glmserve",
-                 transport: Optional[httpx.BaseTransport] = None):
+                 transport: Optional[httpx.BaseTransport] = None, sleep: Optional[Callable[[float], None]] = None):
         self.policy = policy or RetryPolicy.from_env()
         self.log = log
+        self.sleep = sleep
         headers = {"User-Agent": user_agent, "Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -244,7 +250,7 @@ class RestClient:
     def send_once(self, method: str, path: str, *, json: Any = None, params: Any = None,
                   ok: Iterable[int] = (200, 201, 202, 204)) -> httpx.Response:
         """One attempt; an error answer or a transport failure raises HttpError."""
-        url = f"{self._http.base_url}{path}"
+        url = str(self._http.base_url).rstrip("/") + path
         try:
             resp = self._http.request(method, path, json=json, params=params)
         except httpx.TransportError as e:
@@ -264,7 +270,7 @@ class RestClient:
         if not idempotent:
             return self.send_once(method, path, json=json, params=params, ok=ok)
         return self.policy.call(self.send_once, method, path, json=json, params=params, ok=ok,
-                                retry_if=retry_if, log=self.log, what=f"{method} {path}")
+                                retry_if=retry_if, log=self.log, what=f"{method} {path}", sleep=self.sleep)
 
 
 __all__ = ["HttpError", "RetryPolicy", "RestClient", "poll", "parse_retry_after", "error_from_response"]

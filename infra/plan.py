@@ -139,9 +139,10 @@ class Plan:
             "warnings": self.warnings(),
             "knobs": [k.to_json() for k in c.knobs],
             "model": self.model,
-            "gpu": {"type": inp.gpu_type, "count": inp.gpus, "memory_mib": gpu_row["memory_mib"]},
+            "gpu": {"type": inp.gpu_type, "count": inp.gpus, "memory_mib": gpu_row["memory_mib"], "nodes": inp.nodes},
             "serving": {
                 "tensor_parallel_size": inp.tp,
+                "pipeline_parallel_size": inp.pp,
                 "kv_cache_dtype": inp.kv_cache_dtype,
                 "max_model_len": c.max_model_len,
                 "gpu_memory_utilization": inp.gpu_memory_utilization,
@@ -212,7 +213,9 @@ class Plan:
         w = c.weights
         lines: list[str] = []
         where = f" [stack {self.source['stack']}]" if self.source.get("stack") else ""
-        lines.append(f"glmserve plan: {self.model['name']} on {inp.gpus}x {inp.gpu_type}, TP {inp.tp}, "
+        nodes = f"{inp.nodes} nodes of " if inp.nodes > 1 else ""
+        pp = f", PP {inp.pp}" if inp.pp > 1 else ""
+        lines.append(f"glmserve plan: {self.model['name']} on {nodes}{inp.gpus}x {inp.gpu_type}, TP {inp.tp}{pp}, "
                      f"provider {self.provider}{where}")
         lines.append(f"verdict: {'FITS' if c.fits else 'DOES NOT FIT'}")
         lines.append("")
@@ -319,7 +322,7 @@ def _build(profile: dict, *, gpu: str, gpus: int, tp: Optional[int], kv_cache_dt
            runpod_volume: Optional[str], min_replicas: int, max_replicas: int, scaledown_window: float,
            startup_timeout_s: Optional[float], usage: cost_mod.Usage, price_override: Any,
            max_num_seqs: Optional[int], max_num_batched_tokens: Optional[int], block_size: Optional[int],
-           source: dict[str, Any], extra_warnings: list[str]) -> Plan:
+           source: dict[str, Any], extra_warnings: list[str], pp: int = 1, nodes: Optional[int] = None) -> Plan:
     provider = provider or "none"
     if provider not in PROVIDERS:
         raise ConfigError("provider", "unknown provider", value=provider, allowed=", ".join(PROVIDERS))
@@ -329,16 +332,23 @@ def _build(profile: dict, *, gpu: str, gpus: int, tp: Optional[int], kv_cache_dt
         raise ConfigError("--speculative-tokens", "must not be negative", value=speculative_tokens)
     arch = cap_mod.arch_from_profile(profile)
     tp = int(tp or gpus)
+    pp = int(pp or 1)
+    if nodes is None:
+        nodes = max(1, -(-tp * pp // int(gpus)))
+    nodes = int(nodes)
     inputs = CapacityInputs(
         arch=arch, profile=profile, gpu_type=gpu, gpus=int(gpus), tp=tp, kv_cache_dtype=kv_cache_dtype,
         max_model_len=max_model_len, gpu_memory_utilization=float(gpu_memory_utilization),
         weights_gib=weights_gib, enforce_eager=bool(enforce_eager),
         speculative_method=(speculative_method or "mtp") if speculative_tokens else None,
         speculative_tokens=int(speculative_tokens), max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_batched_tokens, block_size=block_size)
+        max_num_batched_tokens=max_num_batched_tokens, block_size=block_size, pp=pp, nodes=nodes)
     capacity = cap_mod.evaluate(inputs)
     read_gib = capacity.weights.loaded_gib if capacity.weights.source != "override" \
-        else capacity.weights.per_rank_gib * tp
+        else capacity.weights.per_rank_gib * tp * pp
+    if nodes > 1:
+        # Every node of a multi-node engine reads its own share of the checkpoint, in parallel.
+        read_gib /= nodes
     cold = cs_mod.estimate(provider, read_gib, load_strategy=load_strategy, enforce_eager=bool(enforce_eager),
                            moe=arch.is_moe, storage=storage, runpod_volume=runpod_volume)
     serverless_cold = None
@@ -346,7 +356,7 @@ def _build(profile: dict, *, gpu: str, gpus: int, tp: Optional[int], kv_cache_dt
         serverless_cold = cs_mod.estimate("modal", read_gib, load_strategy=load_strategy,
                                           enforce_eager=bool(enforce_eager), moe=arch.is_moe).total_s
     cost = cost_mod.cost_report(
-        provider, gpu, int(gpus), min_replicas=min_replicas, max_replicas=max_replicas,
+        provider, gpu, int(gpus) * nodes, min_replicas=min_replicas, max_replicas=max_replicas,
         scaledown_window_s=float(scaledown_window), cold_start_s=cold.total_s,
         serverless_cold_start_s=serverless_cold, usage=usage, price_override=price_override)
     warnings = list(extra_warnings)
@@ -403,7 +413,8 @@ def plan_adhoc(profile_or_config: dict, gpu: str = "H200", gpus: int = 8, tp: Op
                hours_per_day: Optional[float] = None, requests_per_day: Optional[float] = None,
                busy_seconds_per_request: Optional[float] = None, price_per_gpu_hour: Any = None,
                max_num_seqs: Optional[int] = None, max_num_batched_tokens: Optional[int] = None,
-               block_size: Optional[int] = None, name: Optional[str] = None) -> Plan:
+               block_size: Optional[int] = None, name: Optional[str] = None, pp: int = 1,
+               nodes: Optional[int] = None) -> Plan:
     """A plan from a model profile (a dict with a ``config`` block) or a bare config.json dict.
 
     Defaults follow vLLM: TP = all GPUs, --kv-cache-dtype auto, --max-model-len from the
@@ -420,7 +431,7 @@ def plan_adhoc(profile_or_config: dict, gpu: str = "H200", gpus: int = 8, tp: Op
                       startup_timeout_s=startup_timeout_s, usage=usage, price_override=price_per_gpu_hour,
                       max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                       block_size=block_size, source={"stack": None, "model": profile.get("name")},
-                      extra_warnings=[])
+                      extra_warnings=[], pp=pp, nodes=nodes)
     except ConfigError as e:
         raise _user_error(e) from None
 
@@ -512,6 +523,9 @@ def plan_for_spec(spec: Any, provider_price_override: Any = None, *, overrides: 
             block_size=ov.get("block_size", extra.get("block_size")),
             source={"stack": stack, "model": profile.get("name")},
             extra_warnings=warnings,
+            pp=int(ov.get("pp", s.pipeline_parallel_size)),
+            # Derived again (TP x PP / GPUs per node) when the node shape is overridden.
+            nodes=ov.get("nodes", None if {"gpus", "tp", "pp"} & set(ov) else spec.nodes),
         )
     except ConfigError as e:
         raise _user_error(e) from None
@@ -531,6 +545,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     n.add_argument("--gpu", help="GPU type (infra/data/gpus.yaml); default H200")
     n.add_argument("--gpus", type=int, help="GPUs on the node; default 8")
     n.add_argument("--tp", type=int, help="tensor parallel size; default: all GPUs")
+    n.add_argument("--pp", type=int, help="pipeline parallel size; default 1 (TP x PP > --gpus spans nodes)")
+    n.add_argument("--nodes", type=int, help="nodes of --gpus GPUs one engine spans; default TP x PP / --gpus")
     n.add_argument("--kv-cache-dtype", choices=cap_mod.KV_CACHE_DTYPES, help="default auto")
     n.add_argument("--max-model-len", type=int, help="default: the model's max_position_embeddings")
     n.add_argument("--gpu-memory-utilization", type=float, help="default 0.9 (vLLM's)")
@@ -553,7 +569,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--busy-seconds-per-request", type=float, help="usage: busy seconds per request")
 
 
-_OVERRIDE_ARGS = ("gpu", "gpus", "tp", "kv_cache_dtype", "max_model_len", "gpu_memory_utilization", "weights_gib",
+_OVERRIDE_ARGS = ("gpu", "gpus", "tp", "pp", "nodes", "kv_cache_dtype", "max_model_len", "gpu_memory_utilization", "weights_gib",
                   "enforce_eager", "speculative_tokens", "max_num_seqs", "max_num_batched_tokens", "block_size",
                   "load_strategy", "provider", "storage", "price_per_gpu_hour", "min_replicas", "scaledown_window")
 
@@ -591,7 +607,7 @@ def _check_args(args: argparse.Namespace) -> None:
     def bad(flag: str, msg: str, value: Any) -> GlmserveError:
         return GlmserveError([Problem(key=flag, message=msg, value=value)], headline="cannot plan")
 
-    for name in ("gpus", "tp", "max_model_len", "max_num_seqs", "max_num_batched_tokens", "block_size"):
+    for name in ("gpus", "tp", "pp", "nodes", "max_model_len", "max_num_seqs", "max_num_batched_tokens", "block_size"):
         v = getattr(args, name, None)
         if v is not None and v < 1:
             raise bad("--" + name.replace("_", "-"), "must be at least 1", v)

@@ -20,6 +20,12 @@ def program() -> None:
         raise pulumi.RunError(e.render()) from None
     for w in (plan.warnings() if plan is not None else []):
         pulumi.log.warn(w)
+    try:
+        # The policy rules (infra/policy.py) gate preview and up: every violation, before any resource.
+        from .policy import enforce
+        enforce(spec, plan, pulumi.get_stack())
+    except GlmserveError as e:
+        raise pulumi.RunError(e.render()) from None
     if plan is not None and plan.errors():
         raise pulumi.RunError("glmserve: the node does not fit:\n  - " + "\n  - ".join(plan.errors()))
     stack, project = pulumi.get_stack(), pulumi.get_project()

@@ -47,6 +47,7 @@ def wait_ready(gate: Gate, log: Callable[[str], None] = print,
     base = gate.base_url.rstrip("/")
     start = clock()
     last = "no answer yet"
+    reported = (None, -1e9)      # (answer, time): progress is logged on change or once a minute
     with httpx.Client(timeout=gate.request_timeout, transport=transport, follow_redirects=True) as http:
         # 1. /health until 200. A cold 704 GiB load takes minutes; the proxy in front may
         # answer 5xx or drop the connection meanwhile, so every failure here means "not yet".
@@ -63,7 +64,9 @@ def wait_ready(gate: Gate, log: Callable[[str], None] = print,
                 raise ReadinessError(
                     "health", f"GET {base}/health not 200 after {elapsed:.0f}s "
                               f"(startup timeout {gate.timeout_seconds:.0f}s); last answer: {last}")
-            log(f"waiting for {base}/health: {elapsed:.0f}s elapsed, last answer: {last}")
+            if last != reported[0] or elapsed - reported[1] >= 60:
+                log(f"waiting for {base}/health: {elapsed:.0f}s elapsed, last answer: {last}")
+                reported = (last, elapsed)
             sleep(min(gate.poll_seconds, max(gate.timeout_seconds - elapsed, 0.01)))
         log(f"{base}/health is 200 after {clock() - start:.0f}s")
 

@@ -111,12 +111,18 @@ def render(spec: NodeSpec, engine: str | None = None) -> EngineCommand:
         section, field = key.split(".")
         if getattr(getattr(spec, section), _snake(field)) is not None:
             problems.append(Problem(key=key, message=why, value=getattr(getattr(spec, section), _snake(field))))
+    if engine != "vllm" and spec.serving.pipeline_parallel_size > 1:
+        problems.append(Problem(key="serving.pipelineParallelSize", value=spec.serving.pipeline_parallel_size,
+                                message=f"glmserve renders pipeline parallelism (and multi-node) for vLLM only, not {engine}",
+                                allowed="1"))
     if problems:
         raise GlmserveError(problems, headline=f"the node cannot be expressed for {engine}")
     template = environment().get_template(f"engines/{engine}.argv.j2")
     text = template.render(
         model=spec.model, serving=spec.serving, extra_args=list(spec.engine.extra_args),
         sglang_kv_dtype=SGLANG_KV[spec.serving.kv_cache_dtype],
+        # An engine spanning several nodes (TP x PP > gpu.count) runs on a Ray cluster.
+        multi_node=spec.nodes > 1,
     )
     argv = [str(a) for a in yaml.safe_load(text)]
     _check_flags(engine, spec.engine.version, argv, list(spec.engine.extra_args))

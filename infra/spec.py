@@ -6,6 +6,7 @@ that are deep-merged over it. The result is validated here, before anything is c
 """
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import re
@@ -34,7 +35,7 @@ GPU_COUNTS = (1, 2, 4, 8)
 ENGINES = ("vllm", "sglang")
 KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16")
 LOAD_STRATEGIES = ("lazy", "eager", "prefetch", "torchao")
-SPECULATIVE_METHODS = ("mtp", "eagle", "eagle3", "ngram", "medusa", "draft_model")
+SPECULATIVE_METHODS = ("mtp", "eagle", "eagle3", "ngram", "draft_model")
 
 
 @lru_cache(maxsize=1)
@@ -69,8 +70,9 @@ class SecretRef(_Model):
 
 class ModelSection(_Model):
     id: str = Field(min_length=3, pattern=r"^[\w.-]+/[\w.-]+$")
-    revision: Optional[str] = Field(default=None, min_length=1)
-    served_name: str = Field(min_length=1, pattern=r"^[\w.:-]+$")
+    # Neither may start with '-': the engines' argparse would read the value as a flag.
+    revision: Optional[str] = Field(default=None, min_length=1, pattern=r"^[\w.][\w./-]*$")
+    served_name: str = Field(min_length=1, pattern=r"^[\w.:][\w.:-]*$")
     trust_remote_code: bool = False
     # The planner profile under infra/data/models/ that describes this checkpoint.
     profile: Optional[str] = None
@@ -132,6 +134,9 @@ class Speculative(_Model):
 
 class ServingSection(_Model):
     tensor_parallel_size: int = Field(ge=1, le=64)
+    # Pipeline stages. tensorParallelSize x pipelineParallelSize above gpu.count spans several
+    # nodes of gpu.count GPUs each (the kubernetes provider's LeaderWorkerSet).
+    pipeline_parallel_size: int = Field(default=1, ge=1, le=16)
     max_model_len: int = Field(ge=256, le=10_485_760)
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"] = "auto"
     gpu_memory_utilization: float = Field(gt=0, le=1)
@@ -190,6 +195,23 @@ class ReadinessSection(_Model):
     smoke_test: bool = False
 
 
+class PolicySection(_Model):
+    """Per-stack policy settings for the rules in infra/policy.py (docs/gitops.md).
+
+    A rule switch left unset follows ``environment``: prod turns the pinning rules on. The
+    environment also orders `up` on merge (dev, then staging, then prod)."""
+
+    environment: Literal["dev", "staging", "prod"] = "dev"
+    # USD per hour with every replica busy (the plan's max_cost_per_hour_usd).
+    max_cost_per_hour: Optional[float] = Field(default=None, gt=0)
+    require_pinned_revision: Optional[bool] = None
+    require_image_digest: Optional[bool] = None
+    require_api_key: Optional[bool] = None
+    require_stop_plan: Optional[bool] = None
+    # The date after which a dedicated pod of this stack must be stopped or destroyed.
+    expires_at: Optional[datetime.date] = None
+
+
 class NodeSpec(_Model):
     """Everything that describes the serving node, provider-neutral plus one block per
     provider for what only that provider understands."""
@@ -204,6 +226,7 @@ class NodeSpec(_Model):
     scaling: ScalingSection = ScalingSection()
     timeouts: TimeoutsSection = TimeoutsSection()
     readiness: ReadinessSection = ReadinessSection()
+    policy: PolicySection = PolicySection()
     # Provider blocks are validated by the provider named in `provider` (its own model).
     modal: dict[str, Any] = Field(default_factory=dict)
     runpod: dict[str, Any] = Field(default_factory=dict)
@@ -216,7 +239,25 @@ class NodeSpec(_Model):
             raise ValueError(
                 f"serving.tensorParallelSize {tp} does not divide gpu.count {self.gpu.count}"
             )
+        pp = self.serving.pipeline_parallel_size
+        world = tp * pp
+        if world <= self.gpu.count and self.gpu.count % world:
+            raise ValueError(
+                f"serving.tensorParallelSize x pipelineParallelSize ({tp} x {pp} = {world}) does not divide "
+                f"gpu.count {self.gpu.count}"
+            )
+        if world > self.gpu.count and world % self.gpu.count:
+            raise ValueError(
+                f"serving.tensorParallelSize x pipelineParallelSize ({tp} x {pp} = {world}) spans several nodes "
+                f"and must be a multiple of gpu.count {self.gpu.count} (the GPUs of one node)"
+            )
         return self
+
+    @property
+    def nodes(self) -> int:
+        """Nodes of gpu.count GPUs one engine spans: TP x PP / gpu.count, at least 1."""
+        world = self.serving.tensor_parallel_size * self.serving.pipeline_parallel_size
+        return max(1, world // self.gpu.count)
 
 
 SECTIONS = tuple(NodeSpec.model_fields)
@@ -371,7 +412,22 @@ def build_spec(node: dict, overrides: dict, node_file: str, stack_file: str) -> 
         raise GlmserveError(_problems_from(e, merged, origin, node_file)) from None
     _check_model_heads(spec, origin, node_file)
     _check_extra_args(spec, origin, node_file)
+    _check_image_version(spec, origin, node_file)
     return spec
+
+
+def _check_image_version(spec: NodeSpec, origin: dict, node_file: str) -> None:
+    # The image and the engine version it runs must not disagree silently: the renderer and
+    # the engine check trust engine.version (docs/engine-check.md).
+    from .engine_check import image_version_problems
+
+    problems = [
+        Problem(key=p.key, message=p.message, value=p.value, allowed=p.allowed,
+                file=_origin_of(p.key, origin, node_file))
+        for p in image_version_problems(spec)
+    ]
+    if problems:
+        raise GlmserveError(problems)
 
 
 def _check_model_heads(spec: NodeSpec, origin: dict, node_file: str) -> None:

@@ -10,6 +10,7 @@ REGISTRY = {
     "none": "providers.none",
     "modal": "providers.modal",
     "runpod": "providers.runpod",
+    "kubernetes": "providers.kubernetes",
 }
 
 

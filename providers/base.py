@@ -48,6 +48,8 @@ class Provider:
     unsupported: ClassVar[dict[str, str]] = {}
     credentials: ClassVar[tuple[Credential, ...]] = ()
     options_model: ClassVar[type[ProviderOptions]] = ProviderOptions
+    # Whether one engine may span several nodes (serving TP x PP > gpu.count).
+    multi_node: ClassVar[bool] = False
 
     def options(self, spec: NodeSpec) -> ProviderOptions:
         raw = getattr(spec, self.name, None) or {}
@@ -71,6 +73,13 @@ class Provider:
             value = getattr(getattr(spec, section), fieldname, None)
             if value:
                 problems.append(Problem(key=key, message=f"not supported by the {self.name} provider: {why}", value=value))
+        if getattr(spec, "nodes", 1) > 1 and not self.multi_node:
+            s = spec.serving
+            problems.append(Problem(
+                key="serving.pipelineParallelSize", value=s.pipeline_parallel_size,
+                message=f"tensorParallelSize x pipelineParallelSize = {s.tensor_parallel_size * s.pipeline_parallel_size} "
+                        f"GPUs spans {spec.nodes} nodes of {spec.gpu.count}; the {self.name} provider runs one node",
+                allowed=f"TP x PP <= gpu.count ({spec.gpu.count}), or provider kubernetes (LeaderWorkerSet)"))
         if problems:
             raise GlmserveError(problems)
         self.options(spec)

@@ -191,6 +191,7 @@ def test_engine_never_healthy_fails_up_and_destroy_cleans_up(env, project, modal
     text = proc.stdout + proc.stderr
     assert "readiness gate failed at 'health'" in text and "HTTP 503" in text
     assert "startup timeout 10s" in text
+    assert "Traceback" not in text, "a failed gate is a user-facing message, not a stack trace"
     # The app was deployed and is in state, so destroy removes it: nothing billable leaks.
     assert modal_api.app(APP).state == AppState.DEPLOYED
     run_glmserve("destroy", "--stack", "modal-dev", env=env, check=True)
@@ -241,3 +242,17 @@ def test_hf_token_by_value_becomes_a_modal_secret_and_never_leaks(env, project, 
     for text in (proc.stdout + proc.stderr, stack_file, state, preview.stdout):
         assert planted not in text
     assert planted.encode() not in blob
+
+
+def test_generated_api_key_reaches_the_container_through_a_modal_secret(engine_env, modal_api, engine, project,
+                                                                         tmp_path):
+    """The common case: the stack sets no API key, glmserve generates one."""
+    env = {**engine_env, **modal_api.client_env(tmp_path / "modal.toml")}
+    run_pulumi("stack", "init", "modal-dev", "--secrets-provider", "passphrase", env=env, project=project)
+    set_config(env, project, "readiness.pollIntervalSeconds", "0.2")
+    engine.configure(api_key=None)      # the stand-in cannot know the key before it exists
+    proc = up(env, check=True)
+    key = outputs(env, project, secrets=True)["apiKey"]
+    assert key.startswith("sk-glm-")
+    assert modal_api.secret(f"{APP}-api-key").values == {"VLLM_API_KEY": key}
+    assert key not in proc.stdout + proc.stderr

@@ -93,7 +93,7 @@ def test_flag_unsupported_by_engine_is_an_error_not_dropped():
 
 def test_flag_absent_from_pinned_version_is_refused():
     with pytest.raises(GlmserveError) as e:
-        render(spec_with({"engine": {"version": "0.17.0"}}))
+        render(spec_with({"engine": {"version": "0.17.0", "image": "vllm/vllm-openai:v0.17.0"}}))
     assert "--safetensors-load-strategy needs vllm >= 0.18" in str(e.value)
 
 

@@ -126,11 +126,11 @@ class ModalProvider(Provider):
         child = pulumi.ResourceOptions(parent=ctx.parent)
         secrets = []
         if spec.secrets.hf_token is not None and spec.secrets.hf_token.value is not None:
-            secrets.append(ModalSecret(f"{app_name}-hf-token", secret_name=names["hf_token"],
+            secrets.append(ModalSecret(f"{app_name}-secret-hf-token", secret_name=names["hf_token"],
                                        values=ctx.hf_token.apply(lambda v: {HF_TOKEN_ENV: v}),
                                        environment=opts.environment, opts=child))
         if ctx.api_key is not None:
-            secrets.append(ModalSecret(f"{app_name}-api-key", secret_name=names["api_key"],
+            secrets.append(ModalSecret(f"{app_name}-secret-api-key", secret_name=names["api_key"],
                                        values=ctx.api_key.apply(lambda v: {ctx.command.api_key_env: v}),
                                        environment=opts.environment, opts=child))
         source = self.artifact(spec, ctx.command, ctx.stack, ctx.project)

@@ -1,0 +1,55 @@
+"""What the engine prints, made fit for users: no Python tracebacks, secrets redacted.
+
+Pulumi's dynamic-provider host formats every exception a provider raises with its full
+traceback. For glmserve those exceptions are user-facing messages (a readiness gate that
+failed, a cloud that has no capacity), so the traceback is dropped and the message kept.
+"""
+from __future__ import annotations
+
+import re
+
+from .secrets import redact
+
+_START = "Traceback (most recent call last):"
+# The last line of a traceback: `SomeError: message` (possibly dotted, possibly indented).
+_FINAL = re.compile(r"^\s*(?:[A-Za-z_][\w.]*\.)?(?:[A-Z]\w*(?:Error|Exception|Failure|Exit)|Exception)(?::\s?(.*))?$")
+
+
+class OutputFilter:
+    def __init__(self) -> None:
+        self._in_traceback = False
+        self._indent = ""
+        self.errors: list[str] = []
+
+    def __call__(self, line: str) -> str | None:
+        """The line to show, or None to drop it."""
+        line = redact(line)
+        if self._in_traceback:
+            m = _FINAL.match(line)
+            if m and not line.startswith(self._indent + "  "):
+                self._in_traceback = False
+                message = (m.group(1) or line.strip()).strip()
+                self.errors.append(message)
+                return f"{self._indent}error: {message}"
+            return None
+        if _START in line:
+            head = line.split(_START)[0]
+            if line.strip() == f"error: {_START}":
+                # The Diagnostics entry: swallow the traceback, print its final message.
+                self._in_traceback = True
+                self._indent = line[: len(line) - len(line.lstrip())]
+                return None
+            # An inline progress line: the message follows in the Diagnostics section.
+            return head + "(see Diagnostics below)"
+        if re.search(r"\berror: ", line) and "update failed" not in line and "preview failed" not in line:
+            self.errors.append(line.split("error: ", 1)[1].strip())
+        return line
+
+
+def summary(errors: list[str]) -> str:
+    seen, out = set(), []
+    for e in errors:
+        if e and e not in seen and not e.startswith("(see Diagnostics"):
+            seen.add(e)
+            out.append(f"  - {e}")
+    return "\n".join(out)
