@@ -61,3 +61,32 @@ def run_pulumi(*args: str, env: dict, project: Path, check: bool = True) -> subp
     if check and proc.returncode != 0:
         raise AssertionError(f"pulumi {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def edit_stack(project: Path, stack: str, config: dict) -> None:
+    """Merge `glmserve:<section>` values into a temporary project's stack file, one level
+    deep (a section's keys are merged, everything else replaced), as a user's edit would."""
+    import yaml
+
+    path = project / "stacks" / f"Pulumi.{stack}.yaml"
+    doc = yaml.safe_load(path.read_text()) or {}
+    cfg = doc.setdefault("config", {})
+    for k, v in config.items():
+        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+            cfg[k] = {**cfg[k], **v}
+        else:
+            cfg[k] = v
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
+    """Poll until predicate() is truthy; the timeout is a bound for loaded machines, not a target."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

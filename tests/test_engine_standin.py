@@ -1,31 +1,18 @@
 """The vLLM engine stand-in behaves like vLLM's OpenAI-compatible server, for the real clients."""
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.standins.engine import DEFAULT_MODEL, EngineStandin  # noqa: E402
+from conftest import wait_for
+from tests.standins.engine import DEFAULT_MODEL, EngineStandin
 
 KEY = "engine-test-key"
 
 
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import openai
 import pytest
 import yaml
 
+import conftest
 from conftest import GLMSERVE, ROOT, run_glmserve, run_pulumi
 
 if str(ROOT) not in sys.path:
@@ -104,15 +105,7 @@ def env(engine_env, runpod, project):
 # ----------------------------------------------------------------------------- helpers
 
 def edit_stack(project: Path, config: dict) -> None:
-    path = project / "stacks" / f"Pulumi.{STACK}.yaml"
-    doc = yaml.safe_load(path.read_text()) or {}
-    cfg = doc.setdefault("config", {})
-    for k, v in config.items():
-        if isinstance(v, dict) and isinstance(cfg.get(k), dict):
-            cfg[k] = {**cfg[k], **v}
-        else:
-            cfg[k] = v
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    conftest.edit_stack(project, STACK, config)
 
 
 def set_runpod(project: Path, **options) -> None:

@@ -2,35 +2,20 @@
 the GPU catalog and the faults a provider has to survive."""
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
 import openai
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from tests.standins.engine import DEFAULT_MODEL, EngineStandin  # noqa: E402
-from tests.standins.runpod import Contract, RunPodStandin  # noqa: E402
+from conftest import wait_for
+from tests.standins.engine import DEFAULT_MODEL, EngineStandin
+from tests.standins.runpod import Contract, RunPodStandin
 
 KEY = "rp-test-key"
 ENGINE_KEY = "engine-key"
 CONTRACT = Contract()
-
-
-def wait_for(predicate, timeout: float = 15.0, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def _validate_response(response: httpx.Response) -> None:
