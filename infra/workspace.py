@@ -56,7 +56,15 @@ def backend_url() -> str:
     return f"file://{state}"
 
 
+def secrets_provider() -> str:
+    """`passphrase` unless GLMSERVE_SECRETS_PROVIDER names another (awskms://..., gcpkms://...,
+    azurekeyvault://..., hashivault://..., or `default` for Pulumi Cloud's per-stack key)."""
+    return os.environ.get("GLMSERVE_SECRETS_PROVIDER", "passphrase")
+
+
 def _passphrase_env() -> dict[str, str]:
+    if secrets_provider() != "passphrase":
+        return {}
     if os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
         return {}
     if os.environ.get("CI"):
@@ -100,7 +108,7 @@ def select_stack(stack: str, program, create: bool = True):
     os.environ.update(env)     # the in-process language runtime reads config paths from here
     cmd = auto.PulumiCommand(root=str(pulumi_bin_dir().parent), version=None, skip_version_check=True)
     opts = auto.LocalWorkspaceOptions(work_dir=str(root), env_vars=env, pulumi_command=cmd,
-                                      secrets_provider="passphrase")
+                                      secrets_provider=secrets_provider())
     if create:
         return auto.create_or_select_stack(stack_name=stack, project_name=PROJECT, program=program, opts=opts)
     return auto.select_stack(stack_name=stack, project_name=PROJECT, program=program, opts=opts)
