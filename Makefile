@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup pulumi engine-check test up preview refresh destroy validate render plan bench
+.PHONY: setup pulumi engine-check k8s-test-cluster test up preview refresh destroy validate render plan bench pr-preview merge-up drift-report lint-workflows
 
 setup: $(STAMP) pulumi
 
@@ -25,7 +25,12 @@ pulumi:
 engine-check: $(STAMP)
 	@if [ -x scripts/install-engine-check ]; then scripts/install-engine-check; fi
 
-test: setup engine-check
+# kube-apiserver, kube-controller-manager and kube-scheduler built from Go modules for the
+# Kubernetes provider's end-to-end tests (~14 min cold, cached in ~/.cache/glmserve/k8s).
+k8s-test-cluster:
+	@scripts/install-k8s-test-cluster >/dev/null
+
+test: setup engine-check k8s-test-cluster
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 validate render plan: $(STAMP)
@@ -36,3 +41,16 @@ preview up refresh destroy: setup
 
 bench: setup
 	$(VENV)/bin/python bench/plan_bench.py
+
+# The GitOps steps, exactly as the workflows in .github/workflows run them (docs/gitops.md).
+pr-preview: setup
+	scripts/gitops/pr-preview --base $${BASE:-origin/main}
+
+merge-up: setup
+	scripts/gitops/merge-up --base $${BASE:-HEAD~1}
+
+drift-report: setup
+	scripts/gitops/drift-report
+
+lint-workflows:
+	scripts/gitops/actionlint
