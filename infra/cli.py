@@ -123,10 +123,12 @@ def _engine_op(op: str) -> Callable:
         provider = _provider(spec)
         provider.validate(spec)
         if op == "up":
-            missing = provider.missing_credentials(dict(os.environ))
+            missing = provider.missing_credentials(dict(os.environ), spec)
             if missing:
                 raise GlmserveError(
-                    [Problem(key=c.env, message=f"is not set: {c.what}") for c in missing],
+                    [Problem(key=c.env, message=f"is not set: {c.what}"
+                             + (f" (or set it with pulumi config set --secret --path glmserve:{c.config_key})"
+                                if c.config_key else "")) for c in missing],
                     headline=f"the {spec.provider} provider needs credentials before anything is created")
         stack = select_stack(args.stack, program)
         shown = OutputFilter()
@@ -152,6 +154,10 @@ def _engine_op(op: str) -> Callable:
                 for ln in (getattr(e, "stderr", None) or str(e)).splitlines():
                     shown(ln)
             detail = summary(shown.errors)
+            if "currently locked" in detail:
+                # A killed run leaves the file backend's lock behind (docs: README, RunPod section).
+                detail += (f"\n  hint: if no other run is active, release the lock with "
+                           f"`pulumi cancel --stack {args.stack} --yes`, then `glmserve refresh --stack {args.stack}`")
             print(redact(f"glmserve: pulumi {op} failed for stack {args.stack}" + (f":\n{detail}" if detail else "")),
                   file=sys.stderr)
             return EXIT_FAILED

@@ -84,8 +84,14 @@ class Provider:
             raise GlmserveError(problems)
         self.options(spec)
 
-    def missing_credentials(self, env: dict[str, str]) -> list[Credential]:
-        return [c for c in self.credentials if not env.get(c.env)]
+    def missing_credentials(self, env: dict[str, str], spec: Optional[NodeSpec] = None) -> list[Credential]:
+        """Credentials set neither in the environment nor (where allowed) in stack config."""
+        def in_config(c: Credential) -> bool:
+            if spec is None or not c.config_key:
+                return False
+            section, _, key = c.config_key.partition(".")
+            return bool((getattr(spec, section, None) or {}).get(key))
+        return [c for c in self.credentials if not env.get(c.env) and not in_config(c)]
 
     def deploy_variables(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> dict[str, Any]:
         """Everything the provider's template needs, as plain data without secret values."""

@@ -304,6 +304,18 @@ def test_preview_works_offline_without_credentials(env, project, runpod):
     assert runpod.requests() == []
 
 
+def test_api_key_from_stack_config_instead_of_env(env, project, runpod, tmp_path):
+    run_pulumi("config", "set", "--secret", "--path", "glmserve:runpod.apiKey", RP_KEY, "--stack", STACK,
+               env=env, project=project)
+    no_env_key = {**env, "RUNPOD_API_KEY": ""}
+    up = glm("up", no_env_key)
+    assert [p["status"] for p in runpod.live_pods()] == ["RUNNING"]
+    assert_no_plain_secret(tmp_path, RP_KEY)
+    assert RP_KEY not in up.stdout + up.stderr
+    glm("destroy", no_env_key)
+    assert runpod.live_pods() == []
+
+
 def test_artifact_is_the_create_body(env, project, runpod):
     art = json.loads(run_glmserve("render", "--stack", STACK, "--artifact", env=env, check=True).stdout)
     assert HF_TOKEN not in json.dumps(art)
@@ -340,7 +352,7 @@ def test_killed_up_after_create_is_adopted_not_duplicated(env, project, runpod, 
     # out, `pulumi cancel` (README: "A killed up").
     ref = glm("refresh", env, check=False)
     if ref.returncode != 0:
-        assert "locked" in ref.stderr, ref.stderr
+        assert "locked" in ref.stderr and f"pulumi cancel --stack {STACK} --yes" in ref.stderr, ref.stderr
         run_pulumi("cancel", "--stack", STACK, "--yes", env=env, project=project)
         glm("refresh", env)
     up = glm("up", env)

@@ -23,6 +23,7 @@ from typing import Any, Optional
 from infra.errors import GlmserveError, Problem
 from infra.render import EngineCommand
 from infra.secrets import REDACTED
+from infra.stackfile import ENCRYPTED
 from infra.spec import NodeSpec, gpu_catalog
 from providers.base import Credential, DeployContext, Provider
 
@@ -40,7 +41,8 @@ def runpod_secret_ref(name: str) -> str:
 
 class RunPodProvider(Provider):
     name = "runpod"
-    credentials = (Credential(API_KEY_ENV, "RunPod API key (RunPod console > Settings > API Keys)"),)
+    credentials = (Credential(API_KEY_ENV, "RunPod API key (RunPod console > Settings > API Keys)",
+                              config_key="runpod.apiKey"),)
     options_model = RunPodOptions
 
     # ------------------------------------------------------------------ validation
@@ -159,13 +161,14 @@ class RunPodProvider(Provider):
         log = log or pulumi.log.info
         warn = warn or pulumi.log.warn
         opts = self.options(spec)
-        if not os.environ.get(API_KEY_ENV):
-            log(f"RunPod pre-flight skipped: {API_KEY_ENV} is not set (stock and price are checked at up)")
+        key = opts.api_key.get_secret_value() if opts.api_key is not None else os.environ.get(API_KEY_ENV)
+        if not key or key == ENCRYPTED:
+            log(f"RunPod pre-flight skipped: no API key ({API_KEY_ENV} or runpod.apiKey); stock and price are checked at up")
             return None
         gpu_id = gpu_catalog()[spec.gpu.type]["runpod"]
         policy = RetryPolicy.from_env(attempts=2, deadline=20.0, timeout=10.0)
         try:
-            with RunPodClient(api_url(opts.api_url), policy=policy) as client:
+            with RunPodClient(api_url(opts.api_url), key, policy=policy) as client:
                 a = check_availability(client, gpu_id, spec.gpu.count, opts.cloud)
         except (HttpError, RunPodError) as e:
             warn(f"RunPod pre-flight: could not read the GPU catalog ({e})")
@@ -197,6 +200,8 @@ class RunPodProvider(Provider):
         api = opts.api_url or os.environ.get("RUNPOD_API_URL", "")
         common = {"apiUrl": api, "gpuId": v["gpu_id"], "gpuCount": v["gpu_count"],
                   "failOnNoAvailability": opts.fail_on_no_availability}
+        if opts.api_key is not None:
+            common["apiKey"] = pulumi.Output.secret(opts.api_key.get_secret_value())
         volume = None
         volume_id: Any = v["volume_id"]
         dcs: Any = v["data_center_ids"]

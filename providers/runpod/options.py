@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, SecretStr
 
 from providers.base import ProviderOptions
 
@@ -40,6 +40,10 @@ class RunPodOptions(ProviderOptions):
     fail_on_no_availability: bool = False
     # REST API base (the OpenAPI document's server). Also env RUNPOD_API_URL.
     api_url: Optional[str] = Field(default=None, pattern=r"^https?://")
+    # The RunPod API key from stack config (`pulumi config set --secret --path
+    # glmserve:runpod.apiKey ...`); else env RUNPOD_API_KEY. Kept in state as a secret so that
+    # refresh and destroy reach the API with the same key.
+    api_key: Optional[SecretStr] = None
     # How a pod's HTTP port is reached. Also env RUNPOD_PROXY_URL_TEMPLATE.
     proxy_url_template: Optional[str] = None
 

@@ -118,7 +118,7 @@ def register_secrets(props: dict[str, Any]) -> None:
 
 def _client(props: dict[str, Any], log: Callable[[str], None] = _log) -> RunPodClient:
     register_secrets(props)
-    return RunPodClient(api_url(props.get("apiUrl") or None), log=log)
+    return RunPodClient(api_url(props.get("apiUrl") or None), props.get("apiKey") or None, log=log)
 
 
 def gpu_op(props: dict[str, Any], what: str, after: str = "") -> Op:
@@ -481,7 +481,7 @@ class Pod(Resource):
 
     def __init__(self, name: str, props: dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["env"], delete_before_replace=True))
+            additional_secret_outputs=["env", "apiKey"], delete_before_replace=True))
         super().__init__(PodProvider(), name, {**props, **{k: None for k in OUTPUT_KEYS},
                                                "cudaVersion": None}, opts)
 
@@ -600,6 +600,7 @@ class NetworkVolume(Resource):
     dataCenter: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True))
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["apiKey"], delete_before_replace=True))
         super().__init__(NetworkVolumeProvider(), name,
                          {**props, "volumeId": None, "dataCenter": None, "type": None, "sizeGb": None}, opts)
