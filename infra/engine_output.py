@@ -19,6 +19,7 @@ class OutputFilter:
     def __init__(self) -> None:
         self._in_traceback = False
         self._indent = ""
+        self._continues: int | None = None    # indent of the error whose lines may follow
         self.errors: list[str] = []
 
     def __call__(self, line: str) -> str | None:
@@ -41,15 +42,29 @@ class OutputFilter:
                 return None
             # An inline progress line: the message follows in the Diagnostics section.
             return head + "(see Diagnostics below)"
+        indent = len(line) - len(line.lstrip())
+        if self._continues is not None:
+            if line.strip() and indent > self._continues:
+                # A multi-line error message (e.g. one problem per line) stays one error.
+                self.errors[-1] += "\n" + line.strip()
+                return line
+            self._continues = None
         if re.search(r"\berror: ", line) and "update failed" not in line and "preview failed" not in line:
-            self.errors.append(line.split("error: ", 1)[1].strip())
+            message = line.split("error: ", 1)[1].strip().removeprefix("an unhandled error occurred: ")
+            self.errors.append(message)
+            self._continues = indent
         return line
 
 
 def summary(errors: list[str]) -> str:
+    """Each distinct error once; a progress line's first line is dropped when the Diagnostics
+    section carries the same error in full."""
     seen, out = set(), []
     for e in errors:
-        if e and e not in seen and not e.startswith("(see Diagnostics"):
-            seen.add(e)
-            out.append(f"  - {e}")
+        if not e or e in seen or e.startswith("(see Diagnostics"):
+            continue
+        if any(other != e and other.startswith(e) for other in errors):
+            continue
+        seen.add(e)
+        out.append("  - " + e.replace("\n", "\n    "))
     return "\n".join(out)

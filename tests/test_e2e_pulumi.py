@@ -107,3 +107,23 @@ def test_up_without_provider_credentials_stops_before_creating_anything(engine_e
     assert "the modal provider needs credentials before anything is created" in proc.stderr
     assert "MODAL_TOKEN_ID: is not set" in proc.stderr and "MODAL_TOKEN_SECRET: is not set" in proc.stderr
     assert not list((tmp_path / "state").rglob("*.json")), "no stack, no state, nothing created"
+
+
+def test_plan_is_enforced_at_preview_and_exported_on_up(engine_env, project):
+    env = engine_env
+    (project / "stacks" / "Pulumi.dev.yaml").write_text(
+        "config:\n  glmserve:provider: none\n  glmserve:model:\n    profile: glm-5.2-bf16\n")
+    pre = run_glmserve("preview", "--stack", "dev", env=env)
+    assert pre.returncode == 1
+    # The summary on stderr carries the numbers and the knob that would make it fit.
+    assert "does not fit: weights 178.38 GiB/GPU" in pre.stderr and "exceed the 129.17 GiB" in pre.stderr
+    assert "Would fit with: model.profile=glm-5.2-fp8" in pre.stderr
+    assert "Traceback" not in pre.stderr + pre.stdout
+
+    (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  glmserve:provider: none\n")
+    run_glmserve("up", "--stack", "dev", env=env, check=True)
+    out = outputs(env, project, "dev")
+    assert out["capacity"]["fits"] is True
+    assert out["capacity"]["kv_cache_tokens"] == 576_192
+    assert out["capacity"]["max_concurrency"] == pytest.approx(4.40, abs=0.01)
+    assert "estimatedCostPerHour" not in out, "the none provider has no price (null is not exported)"

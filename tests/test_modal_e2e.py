@@ -109,6 +109,8 @@ def test_up_deploys_the_node_and_the_gate_passes(env, project, modal_api, engine
     assert out["appName"] == APP and out["appId"].startswith("ap-")
     assert out["url"] == engine.url and out["baseUrl"] == engine.url + "/v1"
     assert out["modelName"] == MODEL and out["apiKey"] == API_KEY
+    assert out["estimatedCostPerHour"] == pytest.approx(36.32, abs=0.01)   # 8 x $0.001261/s
+    assert out["capacity"]["fits"] is True
     assert "lists glm-5.2-fp8" in proc.stdout
 
     client = openai.OpenAI(base_url=out["baseUrl"], api_key=out["apiKey"])
