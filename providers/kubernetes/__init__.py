@@ -23,7 +23,7 @@ import os
 import re
 import shlex
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import Field, field_validator
@@ -135,13 +135,11 @@ class KubernetesProvider(Provider):
     multi_node = True
     credentials = (Credential("KUBECONFIG", "a kubeconfig for the target cluster (or ~/.kube/config, or "
                                             "kubernetes.kubeconfig in the stack)"),)
-    _kubeconfig: ClassVar[Optional[str]] = None
 
     # ------------------------------------------------------------------ checks
     def validate(self, spec: NodeSpec) -> None:
         super().validate(spec)
         opts = self.options(spec)
-        KubernetesProvider._kubeconfig = opts.kubeconfig
         problems = []
         workload = self.workload(spec)
         if spec.nodes > 1 and workload != "LeaderWorkerSet":
@@ -169,8 +167,9 @@ class KubernetesProvider(Provider):
         if problems:
             raise GlmserveError(problems, headline="the node cannot be deployed on Kubernetes")
 
-    def missing_credentials(self, env: dict[str, str]) -> list[Credential]:
-        if self._kubeconfig and Path(self._kubeconfig).expanduser().exists():
+    def missing_credentials(self, env: dict[str, str], spec: Optional[NodeSpec] = None) -> list[Credential]:
+        kubeconfig = self.options(spec).kubeconfig if spec is not None else None
+        if kubeconfig and Path(kubeconfig).expanduser().exists():
             return []
         if env.get("KUBECONFIG") or env.get("KUBERNETES_SERVICE_HOST"):
             return []
