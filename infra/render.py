@@ -76,7 +76,7 @@ class EngineCommand:
         return shlex.join(self.argv)
 
 
-def _check_flags(engine: str, version: str, argv: list[str], extra: list[str]) -> None:
+def _check_flags(engine: str, version: str | None, argv: list[str], extra: list[str]) -> None:
     table = flag_table(engine)
     flags = table["flags"]
     problems = []
@@ -93,7 +93,7 @@ def _check_flags(engine: str, version: str, argv: list[str], extra: list[str]) -
                 key=key, value=name,
                 message=f"{engine} has no flag {name}" + (f" (did you mean {near[0]}?)" if near else ""),
                 allowed="flags listed in templates/engines/" + f"{engine}.flags.yaml"))
-        elif _version(version) < _version(str(info["since"])):
+        elif version is not None and _version(version) < _version(str(info["since"])):
             problems.append(Problem(
                 key="engine.version", value=version,
                 message=f"{name} needs {engine} >= {info['since']}",
@@ -125,7 +125,10 @@ def render(spec: NodeSpec, engine: str | None = None) -> EngineCommand:
         multi_node=spec.nodes > 1,
     )
     argv = [str(a) for a in yaml.safe_load(text)]
-    _check_flags(engine, spec.engine.version, argv, list(spec.engine.extra_args))
+    # engine.version is the version of spec.engine.name; rendering the node for the other
+    # engine (render --engine) checks that its flags exist, not since which version.
+    version = spec.engine.version if engine == spec.engine.name else None
+    _check_flags(engine, version, argv, list(spec.engine.extra_args))
     _check_duplicates(argv, list(spec.engine.extra_args))
     table = flag_table(engine)
     return EngineCommand(

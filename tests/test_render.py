@@ -144,3 +144,14 @@ def test_cli_broken_yaml_is_a_clear_error(project):
     proc = run_glmserve("validate", "--stack", "broken", env={"GLMSERVE_PROJECT_DIR": str(project)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "stacks/Pulumi.broken.yaml" in proc.stderr and "not valid YAML" in proc.stderr
+
+
+def test_version_gates_apply_to_the_spec_engine_only():
+    """engine.version is vLLM's here; rendering the node for SGLang must not compare it with
+    SGLang's flag table (it checks only that the flags exist)."""
+    spec = spec_with({"engine": {"version": "0.3.0", "image": "vllm/vllm-openai:v0.3.0"},
+                      "serving": {"loadStrategy": None}})
+    with pytest.raises(GlmserveError) as e:
+        render(spec)
+    assert "--speculative-config needs vllm >= 0.8" in str(e.value)
+    assert "--speculative-algorithm" in render(spec, "sglang").argv
