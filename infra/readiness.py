@@ -6,12 +6,12 @@ endpoint and users expect the same answer to "is it up?" from each.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import httpx
 
+from .http import poll
 from .secrets import redact
 
 
@@ -39,36 +39,35 @@ def _describe(resp: httpx.Response) -> str:
 
 
 def wait_ready(gate: Gate, log: Callable[[str], None] = print,
-               clock: Callable[[], float] = time.monotonic,
-               sleep: Callable[[float], None] = time.sleep,
                transport: httpx.BaseTransport | None = None) -> None:
     """Poll until the endpoint serves the model, or raise ReadinessError."""
     headers = {"Authorization": f"Bearer {gate.api_key}"} if gate.api_key else {}
     base = gate.base_url.rstrip("/")
-    start = clock()
-    last = "no answer yet"
-    reported = (None, -1e9)      # (answer, time): progress is logged on change or once a minute
+    reported: list = [None, -1e9]      # answer, time: progress is logged on change or once a minute
     with httpx.Client(timeout=gate.request_timeout, transport=transport, follow_redirects=True) as http:
         # 1. /health until 200. A cold 704 GiB load takes minutes; the proxy in front may
         # answer 5xx or drop the connection meanwhile, so every failure here means "not yet".
-        while True:
+        def health() -> tuple[bool, str]:
             try:
                 resp = http.get(f"{base}/health")
-                last = _describe(resp)
-                if resp.status_code == 200:
-                    break
+                return resp.status_code == 200, _describe(resp)
             except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-            elapsed = clock() - start
-            if elapsed >= gate.timeout_seconds:
-                raise ReadinessError(
-                    "health", f"GET {base}/health not 200 after {elapsed:.0f}s "
-                              f"(startup timeout {gate.timeout_seconds:.0f}s); last answer: {last}")
-            if last != reported[0] or elapsed - reported[1] >= 60:
+                return False, f"{type(e).__name__}: {e}"
+
+        def progress(answer: tuple[bool, str], elapsed: float) -> None:
+            ok, last = answer
+            if ok:
+                log(f"{base}/health is 200 after {elapsed:.0f}s")
+            elif last != reported[0] or elapsed - reported[1] >= 60:
                 log(f"waiting for {base}/health: {elapsed:.0f}s elapsed, last answer: {last}")
-                reported = (last, elapsed)
-            sleep(min(gate.poll_seconds, max(gate.timeout_seconds - elapsed, 0.01)))
-        log(f"{base}/health is 200 after {clock() - start:.0f}s")
+                reported[:] = [last, elapsed]
+
+        (_, last), ok = poll(health, until=lambda a: a[0], interval=gate.poll_seconds,
+                             timeout=gate.timeout_seconds, on_value=progress)
+        if not ok:
+            raise ReadinessError(
+                "health", f"GET {base}/health not 200 within the startup timeout "
+                          f"({gate.timeout_seconds:.0f}s); last answer: {last}")
 
         # 2. The model list, with the key: proves auth and that the right model is served.
         try:

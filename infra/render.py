@@ -108,9 +108,8 @@ def render(spec: NodeSpec, engine: str | None = None) -> EngineCommand:
         raise GlmserveError([Problem(key="engine.name", message="unknown engine", value=engine, allowed="vllm, sglang")])
     problems = []
     for key, why in UNSUPPORTED[engine].items():
-        section, field = key.split(".")
-        if getattr(getattr(spec, section), _snake(field)) is not None:
-            problems.append(Problem(key=key, message=why, value=getattr(getattr(spec, section), _snake(field))))
+        if spec.value_at(key) is not None:
+            problems.append(Problem(key=key, message=why, value=spec.value_at(key)))
     if engine != "vllm" and spec.serving.pipeline_parallel_size > 1:
         problems.append(Problem(key="serving.pipelineParallelSize", value=spec.serving.pipeline_parallel_size,
                                 message=f"glmserve renders pipeline parallelism (and multi-node) for vLLM only, not {engine}",
@@ -146,7 +145,3 @@ def _check_duplicates(argv: list[str], extra: list[str]) -> None:
             raise GlmserveError([Problem(
                 key="engine.extraArgs", value=name,
                 message=f"{name} is rendered from the spec already; set the spec field instead of passing it again")])
-
-
-def _snake(camel: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in camel)

@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from . import secrets as secret_registry
 from .errors import GlmserveError, Problem
@@ -32,9 +32,6 @@ from .errors import GlmserveError, Problem
 DATA = Path(__file__).parent / "data"
 
 GPU_COUNTS = (1, 2, 4, 8)
-ENGINES = ("vllm", "sglang")
-KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16")
-LOAD_STRATEGIES = ("lazy", "eager", "prefetch", "torchao")
 SPECULATIVE_METHODS = ("mtp", "eagle", "eagle3", "ngram", "draft_model")
 
 
@@ -253,6 +250,13 @@ class NodeSpec(_Model):
             )
         return self
 
+    def value_at(self, key: str) -> Any:
+        """The value of a dotted spec key as users write it (e.g. ``serving.loadStrategy``)."""
+        value: Any = self
+        for part in key.split("."):
+            value = getattr(value, to_snake(part))
+        return value
+
     @property
     def nodes(self) -> int:
         """Nodes of gpu.count GPUs one engine spans: TP x PP / gpu.count, at least 1."""
@@ -346,11 +350,10 @@ def _allowed_for(loc: tuple, err_type: str, ctx: dict) -> str | None:
     return None
 
 
-def _problems_from(e: ValidationError, raw: dict, origin: dict, default_file: str) -> list[Problem]:
+def _problems_from(e: ValidationError, origin: dict, default_file: str) -> list[Problem]:
     problems = []
     for err in e.errors():
-        loc = tuple(str(p) for p in err["loc"] if not isinstance(p, int) or True)
-        loc = tuple(p for p in loc)
+        loc = tuple(str(p) for p in err["loc"])
         key = ".".join(loc) if loc else "(node)"
         file = _origin_of(key, origin, default_file)
         value = err.get("input")
@@ -409,7 +412,7 @@ def build_spec(node: dict, overrides: dict, node_file: str, stack_file: str) -> 
     try:
         spec = NodeSpec.model_validate(merged)
     except ValidationError as e:
-        raise GlmserveError(_problems_from(e, merged, origin, node_file)) from None
+        raise GlmserveError(_problems_from(e, origin, node_file)) from None
     _check_model_heads(spec, origin, node_file)
     _check_extra_args(spec, origin, node_file)
     _check_image_version(spec, origin, node_file)

@@ -69,11 +69,10 @@ class Provider:
         """Raise GlmserveError for anything this provider cannot deploy."""
         problems = []
         for key, why in self.unsupported.items():
-            section, _, fieldname = key.partition(".")
-            value = getattr(getattr(spec, section), fieldname, None)
+            value = spec.value_at(key)
             if value:
                 problems.append(Problem(key=key, message=f"not supported by the {self.name} provider: {why}", value=value))
-        if getattr(spec, "nodes", 1) > 1 and not self.multi_node:
+        if spec.nodes > 1 and not self.multi_node:
             s = spec.serving
             problems.append(Problem(
                 key="serving.pipelineParallelSize", value=s.pipeline_parallel_size,

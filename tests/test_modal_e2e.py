@@ -192,7 +192,7 @@ def test_engine_never_healthy_fails_up_and_destroy_cleans_up(env, project, modal
     assert proc.returncode == 1
     text = proc.stdout + proc.stderr
     assert "readiness gate failed at 'health'" in text and "HTTP 503" in text
-    assert "startup timeout 10s" in text
+    assert "within the startup timeout (10s)" in text
     assert "Traceback" not in text, "a failed gate is a user-facing message, not a stack trace"
     # The app was deployed and is in state, so destroy removes it: nothing billable leaks.
     assert modal_api.app(APP).state == AppState.DEPLOYED

@@ -11,11 +11,11 @@ import base64
 import json
 import os
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from infra.http import RetryPolicy, poll
 from infra.secrets import redact
 
 FIELD_MANAGER = "glmserve"
@@ -125,25 +125,23 @@ def _api_exception(e: BaseException) -> bool:
     return isinstance(e, (ApiException, DynamicApiError))
 
 
-def _retry(fn: Callable[[], Any], host: str, action: str, attempts: int = 4, delay: float = 0.5) -> Any:
-    """Run ``fn``; retry connection failures and 429/5xx a few times, then explain."""
-    last: Optional[BaseException] = None
-    for i in range(attempts):
-        try:
-            return fn()
-        except Exception as e:  # noqa: BLE001
-            status = _status(e)
-            transient = status in (429, 500, 502, 503, 504) or (status is None and _is_connection_error(e))
-            if not transient:
-                raise
-            last = e
-            time.sleep(delay * (2 ** i))
-    assert last is not None
-    if _status(last) is None:
-        raise KubeError(f"{action}: cannot reach the Kubernetes API server at {host} ({_reason(last)}); "
-                        "check that the cluster is up and that the kubeconfig/context point at it. "
-                        "Objects already applied stay in state; run up again once the server is back.") from None
-    raise last
+def _transient(e: BaseException) -> bool:
+    status = _status(e)
+    return status in (429, 500, 502, 503, 504) or (status is None and _is_connection_error(e))
+
+
+def _retry(fn: Callable[[], Any], host: str, action: str) -> Any:
+    """Run ``fn`` under the shared retry policy (infra/http.py) for connection failures and
+    429/5xx; an unreachable server is explained in the user's terms."""
+    policy = RetryPolicy.from_env(attempts=4, initial_wait=0.5, max_wait=4.0, deadline=60.0)
+    try:
+        return policy.call(fn, retry_if=_transient)
+    except Exception as e:  # noqa: BLE001
+        if _transient(e) and _status(e) is None:
+            raise KubeError(f"{action}: cannot reach the Kubernetes API server at {host} ({_reason(e)}); "
+                            "check that the cluster is up and that the kubeconfig/context point at it. "
+                            "Objects already applied stay in state; run up again once the server is back.") from None
+        raise
 
 
 def _reason(e: BaseException) -> str:
@@ -305,22 +303,22 @@ def delete(c: Cluster, obj: dict[str, Any], timeout: float, log: Callable[[str],
         _retry(call, c.host, f"deleting {describe(obj)}")
     except Exception as e:  # noqa: BLE001
         raise explain(e, f"deleting {describe(obj)}") from None
-    deadline = time.monotonic() + timeout
-    said = None
-    while True:
-        live = get(c, obj)
-        if live is None:
-            return
-        fin = (live.get("metadata") or {}).get("finalizers") or []
-        if time.monotonic() > deadline:
-            raise KubeError(f"deleting {describe(obj)}: still present after {timeout:.0f} s"
-                            + (f", waiting for finalizers {', '.join(fin)}" if fin else "")
-                            + ". Is kube-controller-manager running? Check `kubectl describe` for what holds it.")
+    said: list[Optional[str]] = [None]
+
+    def report(live: Optional[dict[str, Any]], _elapsed: float) -> None:
+        fin = ((live or {}).get("metadata") or {}).get("finalizers") or []
         msg = f"waiting for {describe(obj)} to go" + (f" (finalizers: {', '.join(fin)})" if fin else "")
-        if msg != said:
+        if live is not None and msg != said[0]:
             log(msg)
-            said = msg
-        time.sleep(1.0)
+            said[0] = msg
+
+    live, gone = poll(lambda: get(c, obj), until=lambda v: v is None, interval=1.0, timeout=timeout,
+                      on_value=report)
+    if not gone:
+        fin = ((live or {}).get("metadata") or {}).get("finalizers") or []
+        raise KubeError(f"deleting {describe(obj)}: still present after {timeout:.0f} s"
+                        + (f", waiting for finalizers {', '.join(fin)}" if fin else "")
+                        + ". Is kube-controller-manager running? Check `kubectl describe` for what holds it.")
 
 
 def list_objects(c: Cluster, api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -462,34 +460,42 @@ def pod_problems(c: Cluster, namespace: str, selector: str) -> list[str]:
     return out
 
 
-def wait_rollout(c: Cluster, obj: dict[str, Any], selector: str, timeout: float, poll: float,
+def wait_rollout(c: Cluster, obj: dict[str, Any], selector: str, timeout: float, poll_seconds: float,
                  log: Callable[[str], None]) -> dict[str, Any]:
     """Wait until the workload's pods are updated and ready; log progress as it changes.
     On timeout, raise with the reasons pods are not ready (e.g. the scheduler's message)."""
-    start = time.monotonic()
-    deadline = start + timeout
-    last = None
+    last: list[Optional[str]] = [None]
     reported: set[str] = set()
-    while True:
+    problems: list[str] = []
+
+    def observe() -> tuple[dict[str, Any], bool, str]:
         live = get(c, obj)
         if live is None:
             raise KubeError(f"{describe(obj)} disappeared while waiting for its rollout")
         done, progress = rollout_state(live)
+        if not done:
+            problems[:] = pod_problems(c, obj["metadata"]["namespace"], selector)
+        return live, done, progress
+
+    def report(state: tuple[dict[str, Any], bool, str], elapsed: float) -> None:
+        _, done, progress = state
         if done:
-            log(f"{describe(obj)} rolled out: {progress} ({time.monotonic() - start:.0f} s)")
-            return live
-        if progress != last:
+            log(f"{describe(obj)} rolled out: {progress} ({elapsed:.0f} s)")
+            return
+        if progress != last[0]:
             log(f"waiting for {describe(obj)}: {progress}")
-            last = progress
-        problems = pod_problems(c, obj["metadata"]["namespace"], selector)
+            last[0] = progress
         for p in problems:
             if p not in reported:
                 log(p)
                 reported.add(p)
-        if time.monotonic() > deadline:
-            conds = [f"{x.get('type')}={x.get('status')} ({x.get('reason', '')}: {x.get('message', '')})"
-                     for x in (live.get("status") or {}).get("conditions") or [] if x.get("status") != "True"]
-            detail = "; ".join(problems + conds) or "no reason reported"
-            raise KubeError(f"{describe(obj)} did not become ready within {timeout:.0f} s "
-                            f"(timeouts.startupSeconds): {progress}. {detail}")
-        time.sleep(poll)
+
+    (live, _, progress), done = poll(observe, until=lambda s: s[1], interval=poll_seconds, timeout=timeout,
+                                     on_value=report)
+    if not done:
+        conds = [f"{x.get('type')}={x.get('status')} ({x.get('reason', '')}: {x.get('message', '')})"
+                 for x in (live.get("status") or {}).get("conditions") or [] if x.get("status") != "True"]
+        detail = "; ".join(problems + conds) or "no reason reported"
+        raise KubeError(f"{describe(obj)} did not become ready within {timeout:.0f} s "
+                        f"(timeouts.startupSeconds): {progress}. {detail}")
+    return live

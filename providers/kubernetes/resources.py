@@ -186,7 +186,7 @@ class RolloutProvider(ResourceProvider):
         try:
             c = k.connect(props.get("cluster"))
             live = k.wait_rollout(c, ref, props["selector"], timeout=float(props["timeoutSeconds"]),
-                                  poll=float(props.get("pollSeconds") or 5), log=_log)
+                                  poll_seconds=float(props.get("pollSeconds") or 5), log=_log)
         except Exception as e:  # noqa: BLE001
             err = k.explain(e, f"waiting for {k.describe(ref)}")
             raise Exception(redact(f"{err}. The workload is kept in state: fix it and run up again, "

@@ -248,3 +248,33 @@ class BackgroundHTTPServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+class HttpStandin:
+    """What every HTTP stand-in shares: a BackgroundHTTPServer in ``self._http``, its URL, the
+    exceptions raised inside it, and use as a context manager. Subclasses add start/stop work."""
+
+    _http: BackgroundHTTPServer
+
+    def start(self):
+        self._http.start()
+        return self
+
+    def stop(self) -> None:
+        self._http.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, ``http://127.0.0.1:PORT``."""
+        return self._http.url
+
+    @property
+    def errors(self) -> list[str]:
+        """Exceptions raised inside the stand-in (should stay empty)."""
+        return self._http.errors

@@ -44,7 +44,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
-from ._http import BackgroundHTTPServer, Exchange, Reply, ResetConnection, json_reply
+from ._http import BackgroundHTTPServer, Exchange, HttpStandin, Reply, ResetConnection, json_reply
 
 __all__ = ["EngineStandin", "EngineRequest", "MODES", "DEFAULT_MODEL"]
 
@@ -68,7 +68,7 @@ class EngineRequest:
     time: float = field(default_factory=time.time)
 
 
-class EngineStandin:
+class EngineStandin(HttpStandin):
     def __init__(
         self,
         served_model_name: str = DEFAULT_MODEL,
@@ -97,29 +97,11 @@ class EngineStandin:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "EngineStandin":
-        self._http.start()
+        """Serve; the OpenAI base URL is ``url + "/v1"``."""
+        super().start()
         with self._lock:
             self._clocks[None] = time.monotonic()
         return self
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> "EngineStandin":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:PORT``; the OpenAI base URL is ``url + "/v1"``."""
-        return self._http.url
-
-    @property
-    def errors(self) -> list[str]:
-        """Exceptions raised inside the stand-in (should stay empty)."""
-        return self._http.errors
 
     # ------------------------------------------------------------------ configuration
     def configure(self, pod_id: Optional[str] = None, **settings: Any) -> None:

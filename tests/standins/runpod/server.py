@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
-from ..engine._http import BackgroundHTTPServer, Exchange, Reply, ResetConnection, json_reply
+from ..engine._http import BackgroundHTTPServer, Exchange, HttpStandin, Reply, ResetConnection, json_reply
 from . import catalog
 from .contract import Contract
 
@@ -162,7 +162,7 @@ class _Pod:
     terminated_at: Optional[float] = None
 
 
-class RunPodStandin:
+class RunPodStandin(HttpStandin):
     """RunPod REST v2 stand-in. Use as ``with RunPodStandin(api_key="k") as rp: ...``.
 
     Clients talk to ``f"{rp.url}/v2/pods"`` with ``Authorization: Bearer <api_key>``.
@@ -212,13 +212,14 @@ class RunPodStandin:
 
     # ================================================================== lifecycle
     def start(self) -> "RunPodStandin":
-        self._http.start()
+        """Serve; the API lives under ``{url}/v2/...``."""
+        super().start()
         if self._engine is not None:
             self._engine.set_gate(self.container_started_at)
         return self
 
     def stop(self) -> None:
-        self._http.stop()
+        super().stop()
         if self._engine is not None:
             self._engine.set_gate(None)
         if self.strict and self.contract_violations:
@@ -226,23 +227,10 @@ class RunPodStandin:
             raise AssertionError("RunPod stand-in sent responses that violate the OpenAPI document:\n  "
                                  + "\n  ".join(violations))
 
-    def __enter__(self) -> "RunPodStandin":
-        return self.start()
-
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if exc_type is not None:
             self.strict = False     # don't mask the test's own failure
         self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL (``http://127.0.0.1:PORT``); the API lives under ``{url}/v2/...``."""
-        return self._http.url
-
-    @property
-    def errors(self) -> list[str]:
-        """Exceptions raised inside the stand-in (should stay empty)."""
-        return self._http.errors
 
     # ================================================================== proxy / engine link
     @property
