@@ -62,7 +62,10 @@ class Provider:
                 msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
                 allowed = ", ".join(f.alias or n for n, f in self.options_model.model_fields.items()) \
                     if err["type"] == "extra_forbidden" else None
-                problems.append(Problem(key=key, message=msg, value=err.get("input") if err["type"] != "extra_forbidden" else None, allowed=allowed))
+                # Option values that hold credentials are never echoed back.
+                secret = any(w in key.lower() for w in ("key", "token", "secret", "password"))
+                problems.append(Problem(key=key, message=msg, allowed=allowed, secret=secret,
+                                        value=err.get("input") if err["type"] != "extra_forbidden" else None))
             raise GlmserveError(problems) from None
 
     def validate(self, spec: NodeSpec) -> None:

@@ -620,3 +620,20 @@ def test_dynamic_provider_read_and_delete(rp, client, monkeypatch):
     rp.terminate_out_of_band(pod["id"])
     assert provider.read(pod["id"], outs).id == ""
     provider.delete(pod["id"], outs)              # already gone: fine
+
+
+def test_invalid_api_key_option_is_named_but_never_echoed():
+    import copy
+
+    import yaml
+
+    import providers
+    from infra.errors import GlmserveError
+    from infra.spec import build_spec
+
+    node = yaml.safe_load((ROOT / "stacks" / "node.yaml").read_text())
+    spec = build_spec(copy.deepcopy(node), {"provider": "runpod", "runpod": {"apiKey": ["rpa_PLANTED_0123456789"]}},
+                      "stacks/node.yaml", "stacks/Pulumi.t.yaml")
+    with pytest.raises(GlmserveError) as e:
+        providers.get("runpod").validate(spec)
+    assert "runpod.apiKey" in str(e.value) and "rpa_PLANTED" not in str(e.value)
