@@ -130,10 +130,10 @@ def _transient(e: BaseException) -> bool:
     return status in (429, 500, 502, 503, 504) or (status is None and _is_connection_error(e))
 
 
-def _retry(fn: Callable[[], Any], host: str, action: str) -> Any:
+def _retry(fn: Callable[[], Any], host: str, action: str, attempts: int = 4) -> Any:
     """Run ``fn`` under the shared retry policy (infra/http.py) for connection failures and
     429/5xx; an unreachable server is explained in the user's terms."""
-    policy = RetryPolicy.from_env(attempts=4, initial_wait=0.5, max_wait=4.0, deadline=60.0)
+    policy = RetryPolicy.from_env(attempts=attempts, initial_wait=0.5, max_wait=4.0, deadline=60.0)
     try:
         return policy.call(fn, retry_if=_transient)
     except Exception as e:  # noqa: BLE001
