@@ -6,7 +6,7 @@
 Each command runs N times as a subprocess (after one warm-up run that fills the OS file
 cache); the median is compared with the target (0.3 s by default). The exit status is 0 when
 every median meets the target, 1 when one misses it, and 0 with a "skipped" message when
-.venv/bin/glmserve does not exist yet. `--module` also times `python -m infra.plan`, which
+.venv/bin/glmserve does not exist yet. `--module` also times `python -m infra.cli plan`, which
 works before the console script is wired. Not a unit test: timings belong here, not in pytest.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--stack", default="modal-prod")
     ap.add_argument("--target", type=float, default=0.3, help="seconds, per command median")
-    ap.add_argument("--module", action="store_true", help="also time `python -m infra.plan`")
+    ap.add_argument("--module", action="store_true", help="also time `python -m infra.cli plan`")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -56,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         skipped = f"skipped: {glmserve.relative_to(ROOT)} does not exist yet (the glmserve CLI is not installed)"
     if args.module:
         python = VENV_BIN / "python"
-        commands["plan (python -m infra.plan)"] = [str(python if python.exists() else sys.executable), "-m",
-                                                  "infra.plan", "--stack", args.stack, "--json"]
+        commands["plan (python -m infra.cli plan)"] = [str(python if python.exists() else sys.executable), "-m",
+                                                  "infra.cli", "plan", "--stack", args.stack, "--json"]
     results = {name: time_command(cmd, args.runs, env) for name, cmd in commands.items()}
     ok = all(r["median_s"] <= args.target for r in results.values())
     if args.json:

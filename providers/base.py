@@ -12,9 +12,9 @@ from typing import Any, ClassVar, Optional
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
-from infra.errors import GlmserveError, Problem
-from infra.render import EngineCommand
-from infra.spec import NodeSpec
+from infra.common.errors import GlmserveError, Problem
+from infra.engine.render import EngineCommand
+from infra.spec.model import NodeSpec
 
 
 class ProviderOptions(BaseModel):
@@ -52,7 +52,7 @@ class Provider:
     multi_node: ClassVar[bool] = False
 
     def options(self, spec: NodeSpec) -> ProviderOptions:
-        raw = getattr(spec, self.name, None) or {}
+        raw = spec.options_for(self.name)
         try:
             return self.options_model.model_validate(raw)
         except ValidationError as e:
@@ -92,7 +92,7 @@ class Provider:
             if spec is None or not c.config_key:
                 return False
             section, _, key = c.config_key.partition(".")
-            return bool((getattr(spec, section, None) or {}).get(key))
+            return bool(spec.options_for(section).get(key))
         return [c for c in self.credentials if not env.get(c.env) and not in_config(c)]
 
     def deploy_variables(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> dict[str, Any]:

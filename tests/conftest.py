@@ -54,7 +54,7 @@ def run_glmserve(*args: str, env: dict | None = None, check: bool = False, timeo
 
 
 def run_pulumi(*args: str, env: dict, project: Path, check: bool = True) -> subprocess.CompletedProcess:
-    from infra.workspace import pulumi_bin_dir
+    from infra.deploy.workspace import pulumi_bin_dir
     full_env = {**os.environ, **env, "PATH": f"{pulumi_bin_dir()}:{os.environ['PATH']}"}
     proc = subprocess.run([str(pulumi_bin_dir() / "pulumi"), *args, "--non-interactive"], env=full_env,
                           text=True, capture_output=True, cwd=project, timeout=300)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infra import capacity as cap
-from infra.models import load_profile
+from infra.planning import capacity as cap
+from infra.spec.profiles import load_profile
 
 GIB = 1 << 30
 

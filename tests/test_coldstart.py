@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from infra import coldstart as cs
-from infra.capacity import ConfigError
+from infra.planning import coldstart as cs
+from infra.planning.capacity import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = cs.constants()["seed"]
@@ -96,8 +96,8 @@ def test_constants_have_sources():
 
 def test_modal_prod_stack_matches_the_seed(monkeypatch):
     monkeypatch.setenv("GLMSERVE_PROJECT_DIR", str(ROOT))
-    from infra.plan import plan_for_spec
-    from infra.stackfile import spec_for_stack
+    from infra.planning.plan import plan_for_spec
+    from infra.spec.load import spec_for_stack
 
     plan = plan_for_spec(spec_for_stack("modal-prod"))
     assert plan.cold_start.storage == "modal-volume"

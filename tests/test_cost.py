@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra import cost
-from infra.capacity import ConfigError
+from infra.planning import cost
+from infra.planning.capacity import ConfigError
 
 
 def test_price_table_has_source_and_date():

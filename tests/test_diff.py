@@ -8,8 +8,8 @@ import json
 import pytest
 import yaml
 
-from infra.diffing import _parse_argv, diff_command
-from infra.render import flag_table
+from infra.gitops.diff import _parse_argv, diff_command
+from infra.engine.render import flag_table
 
 from conftest import run_glmserve
 from test_gitops import commit, edit_stack, make_repo
@@ -123,7 +123,7 @@ def test_a_template_change_is_diffed_with_each_sides_own_templates(tmp_path):
 
 def test_base_revision_whose_code_fails_is_evaluated_with_the_working_trees(tmp_path):
     repo = make_repo(tmp_path)
-    render_py = repo / "infra" / "render.py"
+    render_py = repo / "infra" / "engine" / "render.py"
     good = render_py.read_text()
     render_py.write_text(good + "\nraise RuntimeError('broken at this revision')\n")
     broken = commit(repo, "a broken renderer")

@@ -77,8 +77,8 @@ def test_invalid_config_fails_preview_clearly_and_deploys_nothing(engine_env, pr
 
 def test_program_itself_reports_spec_errors_without_traceback(engine_env, project):
     """The in-engine path (what `pulumi up` runs) fails cleanly too, not only the CLI pre-check."""
-    from infra.program import program
-    from infra.workspace import select_stack
+    from infra.deploy.program import program
+    from infra.deploy.workspace import select_stack
     from pulumi import automation as auto
 
     (project / "stacks" / "Pulumi.dev.yaml").write_text(

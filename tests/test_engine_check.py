@@ -25,11 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from infra import engine_check as ec  # noqa: E402
-from infra.errors import GlmserveError  # noqa: E402
-from infra.render import SGLANG_KV, flag_table, render  # noqa: E402
-from infra.spec import SPECULATIVE_METHODS, build_spec  # noqa: E402
-from infra.stackfile import list_stacks, spec_for_stack, stacks_dir  # noqa: E402
+from infra.engine import check as ec  # noqa: E402
+from infra.common.errors import GlmserveError  # noqa: E402
+from infra.engine.render import SGLANG_KV, flag_table, render  # noqa: E402
+from infra.spec.model import SPECULATIVE_METHODS  # noqa: E402
+from infra.spec.build import build_spec
+from infra.config.project import list_stacks, stacks_dir  # noqa: E402
+from infra.spec.load import spec_for_stack
 
 REQUIRED = os.environ.get("GLMSERVE_ENGINE_CHECK_REQUIRED") == "1" or os.environ.get("CI") == "true"
 NODE_FILE = stacks_dir(ROOT) / "node.yaml"
@@ -606,7 +608,7 @@ def test_requirements_hash_follows_the_requirement_files(tmp_path, monkeypatch):
 
 
 def test_network_is_refused_inside_the_checker():
-    code = ("import socket, infra.engine_check as e; e._guard_network()\n"
+    code = ("import socket, infra.engine.check as e; e._guard_network()\n"
             "try:\n    socket.getaddrinfo('huggingface.co', 443)\nexcept OSError as x:\n    print(x)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "network access refused (huggingface.co)" in out.stdout

@@ -2,7 +2,7 @@
 errors kept whole, each error once in the summary."""
 from __future__ import annotations
 
-from infra.engine_output import OutputFilter, summary
+from infra.deploy.pulumi_output import OutputFilter, summary
 
 DIAGNOSTICS = """\
  +  pulumi-python:dynamic:Resource glmserve-dev-ready creating (10s) error: Traceback (most recent call last):
@@ -53,7 +53,7 @@ def test_summary_lists_each_error_once_with_its_detail_lines():
 
 
 def test_secrets_known_to_the_process_are_redacted():
-    from infra import secrets
+    from infra.common import secrets
     secrets.register("sk-glm-PLANTED-output-filter-123")
     shown, _ = run("    info: key sk-glm-PLANTED-output-filter-123 in a log line\n")
     assert shown == ["    info: key [secret] in a log line"]

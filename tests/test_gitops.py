@@ -110,7 +110,7 @@ def test_a_stack_file_touches_its_stack_only(repo):
     assert touched(repo) == {"modal-prod": ["stacks/Pulumi.modal-prod.yaml changed"]}
 
 
-@pytest.mark.parametrize("path", ["stacks/node.yaml", "templates/engines/vllm.argv.j2", "infra/render.py",
+@pytest.mark.parametrize("path", ["stacks/node.yaml", "templates/engines/vllm.argv.j2", "infra/engine/render.py",
                                   "providers/base.py", "Pulumi.yaml"])
 def test_shared_files_touch_every_stack(repo, path):
     with open(repo / path, "a") as f:

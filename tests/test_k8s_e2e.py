@@ -78,7 +78,7 @@ class Stack:
                                      project=self.project).stdout)
 
     def spec(self):
-        from infra.stackfile import spec_for_stack
+        from infra.spec.load import spec_for_stack
         return spec_for_stack(self.name, self.project)
 
     def live(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
@@ -147,7 +147,7 @@ def test_up_creates_the_node_with_gpus_shm_probes_and_the_shared_argv(cluster, p
     s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-up")
     up = s.run("up")
     spec = s.spec()
-    from infra.render import render
+    from infra.engine.render import render
 
     argv = render(spec).argv
     dep = s.live("apps/v1", "Deployment", "glmserve-k8s-prod")
@@ -249,7 +249,7 @@ def test_multinode_stack_creates_a_leaderworkerset_consistent_with_the_plan(clus
     s = make_stack("k8s-multinode", project, engine_env, cluster, "glm-e2e-lws")
     s.kube(wait=False)
     s.run("up")
-    from infra.render import render
+    from infra.engine.render import render
 
     spec = s.spec()
     argv = render(spec).argv

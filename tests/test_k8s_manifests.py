@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from conftest import ROOT, run_glmserve
-from infra.errors import GlmserveError
-from infra.render import render
-from infra.spec import build_spec
-from infra.stackfile import spec_for_stack
-import providers
+from infra.common.errors import GlmserveError
+from infra.engine.render import render
+from infra.spec.build import build_spec
+from infra.spec.load import spec_for_stack
+from infra.config import providers
 
 kv = pytest.importorskip("kubernetes_validate", reason="pip install kubernetes-validate (requirements/k8s-test.txt)")
 
@@ -211,7 +211,7 @@ def test_multinode_renders_a_leaderworkerset_with_the_ray_launch():
 
 
 def test_planner_understands_pipeline_parallel_and_nodes():
-    from infra.plan import plan_for_spec
+    from infra.planning.plan import plan_for_spec
 
     spec = spec_of("k8s-multinode")
     plan = plan_for_spec(spec, stack="k8s-multinode")
@@ -234,8 +234,8 @@ def test_planner_understands_pipeline_parallel_and_nodes():
 
 
 def test_pipeline_parallel_on_one_node():
-    from infra import capacity as cap
-    from infra.models import load_profile
+    from infra.planning import capacity as cap
+    from infra.spec.profiles import load_profile
 
     p = load_profile("glm-5.2-fp8")
     arch = cap.arch_from_profile(p)

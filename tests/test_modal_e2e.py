@@ -11,8 +11,8 @@ import openai
 import pytest
 from grpclib import Status
 
-from infra.render import render
-from infra.stackfile import spec_for_stack
+from infra.engine.render import render
+from infra.spec.load import spec_for_stack
 from tests.standins.engine import EngineStandin
 from tests.standins.modal import (
     AppState,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from infra import plan as plan_mod
-from infra.errors import GlmserveError
-from infra.models import load_profile
+from infra.planning import plan as plan_mod
+from infra.common.errors import GlmserveError
+from infra.spec.profiles import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = {"weights_gib_per_gpu", "kv_bytes_per_token_per_gpu", "block_size", "available_kv_gib_per_gpu",
@@ -176,7 +176,7 @@ def test_bf16_glm_is_infeasible(capsys):
 
 
 def test_plan_api(glm_config):
-    from infra.stackfile import spec_for_stack
+    from infra.spec.load import spec_for_stack
 
     spec = spec_for_stack("runpod-prod")
     p = plan_mod.plan_for_spec(spec, provider_price_override=3.59)
@@ -224,14 +224,14 @@ def test_unreadable_config_json(tmp_path):
 
 def test_module_cli_prints_errors_without_traceback():
     env = dict(os.environ, PYTHONPATH=str(ROOT), GLMSERVE_PROJECT_DIR=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "infra.plan", "--model-config", "/no/such.json"],
+    r = subprocess.run([sys.executable, "-m", "infra.cli.main", "plan", "--model-config", "/no/such.json"],
                        capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "--model-config" in r.stderr
 
 
 def test_plan_modules_do_not_import_pulumi():
-    code = ("import sys, infra.plan, infra.capacity, infra.cost, infra.coldstart; "
+    code = ("import sys, infra.planning.plan, infra.planning.capacity, infra.planning.cost, infra.planning.coldstart; "
             "print(any(m == 'pulumi' or m.startswith('pulumi.') for m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))

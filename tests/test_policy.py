@@ -10,10 +10,10 @@ import json
 import pytest
 import yaml
 
-from infra.errors import GlmserveError
-from infra.plan import plan_for_spec
-from infra.policy import RULES, enabled_rules, evaluate
-from infra.spec import build_spec
+from infra.common.errors import GlmserveError
+from infra.planning.plan import plan_for_spec
+from infra.gitops.policy import RULES, enabled_rules, evaluate
+from infra.spec.build import build_spec
 
 from conftest import ROOT, run_glmserve, run_pulumi
 

@@ -8,9 +8,9 @@ import shlex
 import pytest
 import yaml
 
-from infra.errors import GlmserveError
-from infra.render import render
-from infra.spec import build_spec
+from infra.common.errors import GlmserveError
+from infra.engine.render import render
+from infra.spec.build import build_spec
 
 from conftest import ROOT, run_glmserve
 

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from infra.errors import GlmserveError  # noqa: E402
-from infra.http import (  # noqa: E402
+from infra.common.errors import GlmserveError  # noqa: E402
+from infra.common.http import (  # noqa: E402
     HttpError,
     RestClient,
     RetryPolicy,
@@ -24,9 +24,9 @@ from infra.http import (  # noqa: E402
     parse_retry_after,
     poll,
 )
-from infra.render import render  # noqa: E402
-from infra.stackfile import spec_for_stack  # noqa: E402
-from infra.spec import build_spec  # noqa: E402
+from infra.engine.render import render  # noqa: E402
+from infra.spec.load import spec_for_stack  # noqa: E402
+from infra.spec.build import build_spec  # noqa: E402
 from providers.runpod import PROVIDER, RunPodProvider  # noqa: E402
 from providers.runpod.client import (  # noqa: E402
     Op,
@@ -60,7 +60,7 @@ FAST = RetryPolicy(attempts=4, initial_wait=0.01, max_wait=0.05, max_retry_after
 def spec_with(**runpod):
     base = spec_for_stack(STACK)
     data = base.model_dump(by_alias=True, exclude_none=True)
-    data["runpod"] = {**base.runpod, **runpod}
+    data["runpod"] = {**base.options_for("runpod"), **runpod}
     data["policy"] = {}
     return build_spec(data, {}, "node.yaml", "stack.yaml")
 
@@ -128,7 +128,7 @@ def test_named_secrets_become_runpod_secret_references():
 
 
 def test_engine_with_an_api_key_flag_reads_it_from_env_not_args():
-    from infra.render import EngineCommand
+    from infra.engine.render import EngineCommand
 
     cmd = EngineCommand(engine="sglang", argv=["python3", "-m", "sglang.launch_server", "--port", "8000"],
                         image_entrypoint=[], api_key_env="GLMSERVE_API_KEY", api_key_flag="--api-key")
@@ -289,7 +289,7 @@ def test_other_errors_carry_detail_and_next_step():
 
 
 def test_error_messages_never_carry_registered_secrets():
-    from infra.secrets import register
+    from infra.common.secrets import register
 
     register("sk-glm-super-secret-value")
     m = str(explain(err(422, "bad env", errors=["$.env.VLLM_API_KEY: sk-glm-super-secret-value"]), OP))
@@ -627,9 +627,9 @@ def test_invalid_api_key_option_is_named_but_never_echoed():
 
     import yaml
 
-    import providers
-    from infra.errors import GlmserveError
-    from infra.spec import build_spec
+    from infra.config import providers
+    from infra.common.errors import GlmserveError
+    from infra.spec.build import build_spec
 
     node = yaml.safe_load((ROOT / "stacks" / "node.yaml").read_text())
     spec = build_spec(copy.deepcopy(node), {"provider": "runpod", "runpod": {"apiKey": ["rpa_PLANTED_0123456789"]}},

@@ -7,9 +7,10 @@ import copy
 import pytest
 import yaml
 
-from infra.errors import GlmserveError
-from infra.spec import build_spec
-from infra.stackfile import spec_for_stack, list_stacks
+from infra.common.errors import GlmserveError
+from infra.spec.build import build_spec
+from infra.spec.load import spec_for_stack
+from infra.config.project import list_stacks
 
 from conftest import ROOT
 
@@ -91,7 +92,7 @@ def test_tp_must_divide_gpu_count():
 
 def test_tp_not_dividing_heads_is_named(tmp_path, monkeypatch):
     # A profile with 40 heads: TP 8 divides 8 GPUs but not 40 heads... 40 % 8 == 0, so use 12 heads.
-    from infra import models
+    from infra.spec import profiles as models
     monkeypatch.setattr(models, "load_profile", lambda name: {"config": {"num_attention_heads": 12}})
     msg = error_of({"serving": {"tensorParallelSize": 8}})
     assert "serving.tensorParallelSize" in msg and "does not divide the model's 12 attention heads" in msg

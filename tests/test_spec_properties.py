@@ -8,9 +8,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.errors import GlmserveError
-from infra.render import render
-from infra.spec import NodeSpec, build_spec
+from infra.common.errors import GlmserveError
+from infra.engine.render import render
+from infra.spec.model import NodeSpec
+from infra.spec.build import build_spec
 
 from conftest import ROOT
 

@@ -28,10 +28,11 @@ from typing import Any, Literal, Optional
 import yaml
 from pydantic import Field, field_validator
 
-from infra.errors import GlmserveError, Problem
-from infra.render import EngineCommand, environment
-from infra.secrets import REDACTED
-from infra.spec import NodeSpec
+from infra.common.errors import GlmserveError, Problem
+from infra.engine.render import EngineCommand
+from infra.engine.templates import environment
+from infra.common.secrets import REDACTED
+from infra.spec.model import NodeSpec
 from providers.base import Credential, DeployContext, Provider, ProviderOptions
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -368,7 +369,7 @@ class KubernetesProvider(Provider):
     def create_resources(self, ctx: DeployContext) -> dict[str, Any]:
         import pulumi
 
-        from infra.gate import gate_for
+        from infra.deploy.readiness_gate import gate_for
 
         from .resources import KubeObject, Rollout
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from infra.http import RetryPolicy, poll
-from infra.secrets import redact
+from infra.common.http import RetryPolicy, poll
+from infra.common.secrets import redact
 
 FIELD_MANAGER = "glmserve"
 MANAGED_BY = "app.kubernetes.io/managed-by"

@@ -22,7 +22,7 @@ from typing import Any, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from infra.secrets import redact, register
+from infra.common.secrets import redact, register
 
 from . import client as k
 

@@ -14,9 +14,11 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field
 
-from infra.errors import GlmserveError, Problem
-from infra.render import EngineCommand, environment
-from infra.spec import NodeSpec, gpu_catalog
+from infra.common.errors import GlmserveError, Problem
+from infra.engine.render import EngineCommand
+from infra.engine.templates import environment
+from infra.spec.model import NodeSpec
+from infra.spec.gpus import gpu_catalog
 from providers.base import Credential, DeployContext, Provider, ProviderOptions
 
 MAX_GPUS_PER_CONTAINER = 8
@@ -116,7 +118,7 @@ class ModalProvider(Provider):
     def create_resources(self, ctx: DeployContext) -> dict[str, Any]:
         import pulumi
 
-        from infra.gate import gate_for
+        from infra.deploy.readiness_gate import gate_for
 
         from .resources import ModalApp, ModalSecret
 

@@ -20,11 +20,12 @@ import os
 import shlex
 from typing import Any, Optional
 
-from infra.errors import GlmserveError, Problem
-from infra.render import EngineCommand
-from infra.secrets import REDACTED
-from infra.stackfile import ENCRYPTED
-from infra.spec import NodeSpec, gpu_catalog
+from infra.common.errors import GlmserveError, Problem
+from infra.engine.render import EngineCommand
+from infra.common.secrets import REDACTED
+from infra.config.stackfile import ENCRYPTED
+from infra.spec.model import NodeSpec
+from infra.spec.gpus import gpu_catalog
 from providers.base import Credential, DeployContext, Provider
 
 from .client import API_KEY_ENV, api_url, proxy_url_template
@@ -154,7 +155,7 @@ class RunPodProvider(Provider):
         skipped; a failure to reach the catalog is a warning, never an error."""
         import pulumi
 
-        from infra.http import HttpError, RetryPolicy
+        from infra.common.http import HttpError, RetryPolicy
 
         from .client import RunPodClient, RunPodError, check_availability, no_availability_message
 
@@ -182,7 +183,7 @@ class RunPodProvider(Provider):
     def create_resources(self, ctx: DeployContext) -> dict[str, Any]:
         import pulumi
 
-        from infra.gate import gate_for
+        from infra.deploy.readiness_gate import gate_for
 
         from .resources import NetworkVolume, Pod
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 from urllib.parse import quote
 
-from infra.http import HttpError, RestClient, RetryPolicy
-from infra.secrets import redact
+from infra.common.http import HttpError, RestClient, RetryPolicy
+from infra.common.secrets import redact
 
 # The document's `servers` entry; paths carry the /v2 prefix.
 DEFAULT_API_URL = "https://api.runpod.io"

@@ -37,8 +37,8 @@ from typing import Any, Callable, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from infra.http import HttpError, poll
-from infra.secrets import register
+from infra.common.http import HttpError, poll
+from infra.common.secrets import register
 
 from .client import (
     LIVE,
@@ -73,7 +73,7 @@ TERMINAL = ("EXITED", "ERROR", "TERMINATED")
 
 def render_pod_body(variables: dict[str, Any]) -> dict[str, Any]:
     """The POST /v2/pods body, from the one template (also what `render --artifact` prints)."""
-    from infra.render import environment
+    from infra.engine.templates import environment
 
     text = environment().get_template("runpod/pod.json.j2").render(
         **{k: variables.get(k) for k in BODY_VARS})

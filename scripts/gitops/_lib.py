@@ -212,7 +212,7 @@ def environment_of(root: Path, stack: str) -> str:
     """The environment from the validated spec; the raw value when the spec does not validate
     (the stack still gets its place in the order, and fails at its turn with the reason)."""
     try:
-        from infra.stackfile import spec_for_stack
+        from infra.spec.load import spec_for_stack
         spec = spec_for_stack(stack, root)
         env = getattr(getattr(spec, "policy", None), "environment", None)
         if env in ENVIRONMENTS:

@@ -48,7 +48,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def deployed_stacks(root: Path) -> Optional[dict[str, int]]:
     """{stack: resource count} from the backend; None when the backend cannot be listed."""
-    from infra.workspace import run_cli
+    from infra.deploy.workspace import run_cli
 
     proc = run_cli(["stack", "ls", "--json"], check=False)
     if proc.returncode != 0:
@@ -64,7 +64,7 @@ def deployed_stacks(root: Path) -> Optional[dict[str, int]]:
 def expiry(root: Path, stack: str) -> Optional[str]:
     """A message when the stack's policy.expiresAt has passed and its pod is meant to run."""
     try:
-        from infra.stackfile import spec_for_stack
+        from infra.spec.load import spec_for_stack
         spec = spec_for_stack(stack, root)
     except Exception:  # noqa: BLE001 - validation problems are preview's business, not drift's
         return None
@@ -72,7 +72,7 @@ def expiry(root: Path, stack: str) -> Optional[str]:
     expires = getattr(policy, "expires_at", None)
     if expires is None or datetime.date.today() <= expires:
         return None
-    if (spec.runpod or {}).get("state") == "stopped":
+    if spec.options_for("runpod").get("state") == "stopped":
         return None
     return (f"policy.expiresAt {expires.isoformat()} has passed: stop it (runpod.state: stopped), destroy it, "
             "or move the date")

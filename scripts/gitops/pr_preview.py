@@ -84,7 +84,7 @@ def _cost_cell(d: dict) -> str:
         return "n/a"
     if b == a:
         return lib.money(a)
-    from infra.diffing import _signed
+    from infra.gitops.diff import _signed
     return f"{lib.money(b)} → {lib.money(a)} ({_signed(c.get('delta'))})"
 
 
@@ -104,7 +104,7 @@ def _preview_cell(pv: Optional[dict]) -> str:
 
 
 def build_markdown(result: dict[str, Any]) -> str:
-    from infra.diffing import format_markdown_stack
+    from infra.gitops.diff import format_markdown_stack
 
     out = [MARKER, "## glmserve: preview of this change", ""]
     base = result["base"]
@@ -225,7 +225,7 @@ def main(argv: list[str]) -> int:
     for s, env in ordered:
         lib.say(f"  {s} ({env}): {'; '.join(selection.stacks.get(s, ['--stack']))}")
 
-    from infra.diffing import diff_stacks, format_text
+    from infra.gitops.diff import diff_stacks, format_text
 
     diffs = diff_stacks(root, mb, [s for s, _ in ordered]) if ordered else {"base": mb, "stacks": [], "notes": []}
     by_stack = {d["stack"]: d for d in diffs["stacks"]}

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pulumi
 
-from .errors import GlmserveError
+from infra.common.errors import GlmserveError
 
 
 def program() -> None:
-    from .component import ServingNode, ServingNodeArgs
-    from .render import render
-    from .stackfile import spec_in_program
+    from infra.deploy.component import ServingNode, ServingNodeArgs
+    from infra.engine.render import render
+    from infra.spec.load import spec_in_program
 
     try:
         spec = spec_in_program()
@@ -22,7 +22,7 @@ def program() -> None:
         pulumi.log.warn(w)
     try:
         # The policy rules (infra/policy.py) gate preview and up: every violation, before any resource.
-        from .policy import enforce
+        from infra.gitops.policy import enforce
         enforce(spec, plan, pulumi.get_stack())
     except GlmserveError as e:
         raise pulumi.RunError(e.render()) from None
@@ -38,7 +38,7 @@ def program() -> None:
 
 
 def _plan(spec):
-    from .plan import plan_for_spec
+    from infra.planning.plan import plan_for_spec
 
     if not spec.model.profile:
         pulumi.log.warn("model.profile is not set: no capacity or cost plan for this node")

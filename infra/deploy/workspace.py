@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import GlmserveError, Problem
-from .stackfile import project_root
+from infra.common.errors import GlmserveError, Problem
+from infra.config.project import project_root
 
 PULUMI_VERSION = "3.260.0"
 PROJECT = "glmserve"

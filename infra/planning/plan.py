@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from . import capacity as cap_mod
-from . import coldstart as cs_mod
-from . import cost as cost_mod
-from .capacity import Assumption, Capacity, CapacityInputs, ConfigError
-from .errors import GlmserveError, Problem
+from infra.planning import capacity as cap_mod
+from infra.planning import coldstart as cs_mod
+from infra.planning import cost as cost_mod
+from infra.planning.capacity import Assumption, Capacity, CapacityInputs, ConfigError
+from infra.common.errors import GlmserveError, Problem
+from infra.spec.gpus import gpu_catalog
 
 SCHEMA_VERSION = 1
 
@@ -130,7 +131,7 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         c = self.capacity
         inp = c.inputs
-        gpu_row = cap_mod.gpu_catalog()[inp.gpu_type]
+        gpu_row = gpu_catalog()[inp.gpu_type]
         out = {
             "schema_version": SCHEMA_VERSION,
             "fits": c.fits,
@@ -466,13 +467,13 @@ def plan_for_spec(spec: Any, provider_price_override: Any = None, *, overrides: 
     """The plan of a validated NodeSpec. ``provider_price_override`` (USD per GPU-hour, or a
     dict with per_gpu_hour/source/date) wins over the price table. ``overrides`` takes the
     keyword names of plan_adhoc (e.g. max_model_len) and wins over the spec."""
-    from .models import load_profile
+    from infra.spec.profiles import load_profile
 
     ov = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
         if profile is None:
             if not spec.model.profile:
-                from .models import available
+                from infra.spec.profiles import available
                 raise GlmserveError([Problem(key="model.profile", message="is required to plan capacity "
                                              "(or give --model-config)", allowed=", ".join(available()))],
                                     headline="cannot plan")
@@ -495,7 +496,7 @@ def plan_for_spec(spec: Any, provider_price_override: Any = None, *, overrides: 
             spec_method = spec_method or "mtp"
         usage = cost_mod.Usage(hours_per_day, requests_per_day, busy_seconds_per_request)
         provider = ov.get("provider", spec.provider)
-        runpod_volume = (spec.runpod or {}).get("volume") if provider == "runpod" else None
+        runpod_volume = spec.options_for("runpod").get("volume") if provider == "runpod" else None
         return _build(
             profile,
             gpu=ov.get("gpu", spec.gpu.type),
@@ -576,13 +577,13 @@ _OVERRIDE_ARGS = ("gpu", "gpus", "tp", "pp", "nodes", "kv_cache_dtype", "max_mod
 
 def load_model_arg(value: str) -> dict:
     """--model-config: a config.json, a profile .yaml, or a shipped profile name."""
-    from .models import available, load_config_file, load_profile
+    from infra.spec.profiles import available, load_config_file, load_profile, load_yaml_file
 
     path = Path(value)
     if path.is_file():
         try:
             if path.suffix in (".yaml", ".yml"):
-                prof = cap_mod.yaml.load(path.read_text(), Loader=cap_mod._LOADER)
+                prof = load_yaml_file(path)
                 if not isinstance(prof, dict) or not isinstance(prof.get("config"), dict):
                     raise GlmserveError([Problem(key="--model-config", message="a profile .yaml needs a "
                                                  "'config' block", file=str(path))], headline="cannot plan")
@@ -615,9 +616,9 @@ def _check_args(args: argparse.Namespace) -> None:
     if u is not None and not 0 < u <= 1:
         raise bad("--gpu-memory-utilization", "must be in (0, 1]", u)
     gpu = getattr(args, "gpu", None)
-    if gpu is not None and gpu not in cap_mod.gpu_catalog():
+    if gpu is not None and gpu not in gpu_catalog():
         raise GlmserveError([Problem(key="--gpu", message="unknown GPU type", value=gpu,
-                                     allowed=", ".join(cap_mod.gpu_catalog()))], headline="cannot plan")
+                                     allowed=", ".join(gpu_catalog()))], headline="cannot plan")
     for name in ("min_replicas", "speculative_tokens"):
         v = getattr(args, name, None)
         if v is not None and v < 0:
@@ -634,7 +635,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
                  busy_seconds_per_request=g("busy_seconds_per_request"))
     profile = load_model_arg(args.model_config) if g("model_config") else None
     if g("stack"):
-        from .stackfile import spec_for_stack
+        from infra.spec.load import spec_for_stack
 
         spec = spec_for_stack(args.stack)
         overrides = {k: g(k) for k in _OVERRIDE_ARGS}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .secrets import redact
+from infra.common.secrets import redact
 
 _START = "Traceback (most recent call last):"
 # The last line of a traceback: `SomeError: message` (possibly dotted, possibly indented).

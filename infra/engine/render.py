@@ -10,16 +10,15 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 
-from .errors import GlmserveError, Problem
-from .spec import NodeSpec
+from infra.common.errors import GlmserveError, Problem
+from infra.common.versions import version_tuple
+from infra.engine.templates import TEMPLATES, environment
+from infra.spec.model import NodeSpec
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 ENGINE_DIR = TEMPLATES / "engines"
 
 # Spec keys that an engine cannot express, declared as data per engine.
@@ -34,27 +33,8 @@ SGLANG_KV = {"auto": "auto", "fp8": "fp8_e4m3", "fp8_e4m3": "fp8_e4m3", "fp8_e5m
 
 
 @lru_cache(maxsize=None)
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    # Python literals for generated modules: repr() of str/list/dict is valid, escaped source.
-    env.filters["pylist"] = lambda v: repr(list(v))
-    env.filters["pydict"] = lambda v: repr(dict(v))
-    env.filters["pyargs"] = lambda v: ", ".join(repr(x) for x in v)
-    return env
-
-
-@lru_cache(maxsize=None)
 def flag_table(engine: str) -> dict[str, Any]:
     return yaml.safe_load((ENGINE_DIR / f"{engine}.flags.yaml").read_text())
-
-
-def _version(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split("."))
 
 
 @dataclass(frozen=True)
@@ -93,7 +73,7 @@ def _check_flags(engine: str, version: str | None, argv: list[str], extra: list[
                 key=key, value=name,
                 message=f"{engine} has no flag {name}" + (f" (did you mean {near[0]}?)" if near else ""),
                 allowed="flags listed in templates/engines/" + f"{engine}.flags.yaml"))
-        elif version is not None and _version(version) < _version(str(info["since"])):
+        elif version is not None and version_tuple(version) < version_tuple(str(info["since"])):
             problems.append(Problem(
                 key="engine.version", value=version,
                 message=f"{name} needs {engine} >= {info['since']}",

@@ -11,12 +11,12 @@ from typing import Any, Optional
 
 import pulumi
 
-import providers
+from infra.config import providers
 from providers.base import DeployContext
 
-from .apikey import ApiKey
-from .render import EngineCommand
-from .spec import NodeSpec
+from infra.deploy.apikey import ApiKey
+from infra.engine.render import EngineCommand
+from infra.spec.model import NodeSpec
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Callable, Optional
 
 import httpx
 
-from .http import poll
-from .secrets import redact
+from infra.common.http import poll
+from infra.common.secrets import redact
 
 
 class ReadinessError(Exception):

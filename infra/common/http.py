@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Optional, TypeVar
 import httpx
 import tenacity
 
-from .secrets import redact
+from infra.common.secrets import redact
 
 T = TypeVar("T")
 

@@ -101,8 +101,9 @@ def _spec_view(spec) -> dict[str, Any]:
 
 
 def _snapshot_one(stack: str) -> dict[str, Any]:
-    from infra.errors import GlmserveError
-    from infra.stackfile import list_stacks, spec_for_stack
+    from infra.common.errors import GlmserveError
+    from infra.config.project import list_stacks
+    from infra.spec.load import spec_for_stack
 
     snap: dict[str, Any] = {"stack": stack, "exists": stack in list_stacks()}
     if not snap["exists"]:
@@ -117,11 +118,11 @@ def _snapshot_one(stack: str) -> dict[str, Any]:
     snap["environment"] = getattr(policy, "environment", None)
     snap["spec"] = _spec_view(spec)
     try:
-        from infra.render import render
+        from infra.engine.render import render
         command = render(spec)
         snap["argv"] = list(command.argv)
         try:
-            from infra.render import flag_table
+            from infra.engine.render import flag_table
             table = flag_table(command.engine)
         except Exception:  # noqa: BLE001 - an older tree without a flag table
             table = None
@@ -130,8 +131,8 @@ def _snapshot_one(stack: str) -> dict[str, Any]:
         snap["error"] = e.render()
         return snap
     try:
-        import providers
-        from infra.workspace import PROJECT
+        from infra.config import providers
+        from infra.deploy.workspace import PROJECT
         provider = providers.get(spec.provider)
         provider.validate(spec)
         variables = provider.deploy_variables(spec, command, stack, PROJECT)
@@ -144,7 +145,7 @@ def _snapshot_one(stack: str) -> dict[str, Any]:
     plan = None
     if spec.model.profile:
         try:
-            from infra.plan import plan_for_spec
+            from infra.planning.plan import plan_for_spec
             plan = plan_for_spec(spec)
             summary = plan.summary()
             snap["plan"] = {k: summary.get(k) for k, _ in PLAN_FIELDS}
@@ -156,7 +157,7 @@ def _snapshot_one(stack: str) -> dict[str, Any]:
         except ImportError:
             pass
     try:
-        from infra.policy import check_stack
+        from infra.gitops.policy import check_stack
     except ImportError:
         check_stack = None
     if check_stack is not None:
@@ -174,8 +175,8 @@ def _worker_main(argv: list[str]) -> int:
     # modules that this tree lacks.
     sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in str(getattr(f, "__module__", ""))]
     stacks = [a for a in argv if not a.startswith("--")]
-    from infra.secrets import redact
-    from infra.stackfile import list_stacks
+    from infra.common.secrets import redact
+    from infra.config.project import list_stacks
 
     if not stacks:
         stacks = list_stacks()
@@ -191,7 +192,7 @@ class DiffError(Exception):
 
 
 def _user_error(key: str, message: str, value: Any = None, allowed: Optional[str] = None):
-    from infra.errors import GlmserveError, Problem
+    from infra.common.errors import GlmserveError, Problem
     return GlmserveError([Problem(key=key, message=message, value=value, allowed=allowed)],
                          headline="cannot diff")
 
@@ -241,14 +242,22 @@ def export_tree(project: Path, rev: str, dest: Path) -> Path:
     return root
 
 
-CODE_ROOT = Path(__file__).resolve().parent.parent
+CODE_ROOT = Path(__file__).resolve().parents[2]
+# Where a tree keeps this worker: each tree's snapshot is taken by that tree's own worker, which
+# imports that tree's own modules (the layout moved from infra/diffing.py to infra/gitops/).
+WORKER_FILES = ("infra/gitops/diff.py", "infra/diffing.py")
+
+
+def _worker_file(root: Path) -> Optional[Path]:
+    return next((root / f for f in WORKER_FILES if (root / f).is_file()), None)
 
 
 def _run_worker(root: Path, stacks: list[str], own_code: bool) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["GLMSERVE_PROJECT_DIR"] = str(root)
     env["PYTHONPATH"] = str(root if own_code else CODE_ROOT)
-    proc = subprocess.run([sys.executable, "-P", str(Path(__file__).resolve()), "--snapshot", *stacks],
+    worker = _worker_file(root) if own_code else Path(__file__).resolve()
+    proc = subprocess.run([sys.executable, "-P", str(worker), "--snapshot", *stacks],
                           cwd=str(root), env=env, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
@@ -262,8 +271,7 @@ def _run_worker(root: Path, stacks: list[str], own_code: bool) -> dict[str, Any]
 def snapshot_tree(root: Path, stacks: list[str]) -> tuple[dict[str, Any], Optional[str]]:
     """Snapshots of ``stacks`` in the tree at ``root``, by that tree's own code when it has
     one; returns (snapshots, note) where note says when the current code had to stand in."""
-    has_code = (root / "infra" / "stackfile.py").is_file()
-    if has_code:
+    if _worker_file(root) is not None:
         try:
             return _run_worker(root, stacks, own_code=True), None
         except DiffError as e:
@@ -273,7 +281,7 @@ def snapshot_tree(root: Path, stacks: list[str]) -> tuple[dict[str, Any], Option
 
 
 def stacks_in_tree(root: Path) -> list[str]:
-    from infra.stackfile import list_stacks
+    from infra.config.project import list_stacks
     try:
         return list_stacks(root)
     except (OSError, ValueError):

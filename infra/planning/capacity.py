@@ -23,10 +23,11 @@ from typing import Any, Optional
 
 import yaml
 
-DATA = Path(__file__).parent / "data"
+from infra.spec.gpus import GPU_COUNTS, gpu_catalog
+
+DATA = Path(__file__).resolve().parents[1] / "data"
 GIB = 1 << 30
 MIB = 1 << 20
-GPU_COUNTS = (1, 2, 4, 8)          # what a glmserve node can have (infra/spec.py)
 FP8_KV = ("fp8", "fp8_e4m3", "fp8_e5m2")
 KV_CACHE_DTYPES = ("auto", "bfloat16", "float16", *FP8_KV)
 
@@ -41,10 +42,6 @@ def load_data(name: str) -> dict[str, Any]:
 
 def memory_constants() -> dict[str, Any]:
     return load_data("vllm-memory.yaml")
-
-
-def gpu_catalog() -> dict[str, dict[str, Any]]:
-    return load_data("gpus.yaml")
 
 
 class ConfigError(ValueError):
@@ -989,7 +986,7 @@ def find_knobs(cap: Capacity) -> list[Knob]:
         variant = ((inp.profile or {}).get("variants") or {}).get("fp8")
         c = None
         if variant:
-            from .models import load_profile  # light: yaml only
+            from infra.spec.profiles import load_profile  # light: yaml only
 
             try:
                 vp = load_profile(variant)

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
-from .readiness import Gate, ReadinessError, wait_ready
+from infra.deploy.readiness_check import Gate, ReadinessError, wait_ready
 
 
 class ReadinessProvider(ResourceProvider):

@@ -41,7 +41,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
-from .errors import GlmserveError, Problem
+from infra.common.errors import GlmserveError, Problem
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -150,7 +150,7 @@ def _snake(camel: str) -> str:
 
 
 def _api_key_env(spec) -> str:
-    from .render import flag_table
+    from infra.engine.render import flag_table
     try:
         return str(flag_table(spec.engine.name)["api_key"]["env"])
     except (OSError, KeyError, TypeError):
@@ -244,7 +244,7 @@ def _max_cost(spec, plan, ctx) -> list[Violation]:
 def _stop_plan(spec, ctx) -> list[Violation]:
     if spec.provider not in DEDICATED:
         return []
-    runpod = spec.runpod or {}
+    runpod = spec.options_for("runpod")
     state = runpod.get("state", "running")
     expires = spec.policy.expires_at
     today = ctx["today"]
@@ -298,7 +298,7 @@ def evaluate(spec, plan=None, *, stack: Optional[str] = None, file: Optional[str
 
 def raw_api_key_value(stack: str, root=None) -> Optional[str]:
     """secrets.apiKey.value as written in the stack file (ENCRYPTED for a secure value)."""
-    from .stackfile import overrides_from_file
+    from infra.config.stackfile import overrides_from_file
     try:
         overrides, _ = overrides_from_file(stack, root)
     except GlmserveError:
@@ -310,17 +310,18 @@ def raw_api_key_value(stack: str, root=None) -> Optional[str]:
 
 
 def stack_file_label(stack: str) -> str:
-    from .stackfile import _rel, stack_file
-    return _rel(stack_file(stack))
+    from infra.config.project import relative
+    from infra.config.project import stack_file
+    return relative(stack_file(stack))
 
 
 def check_stack(stack: str, spec=None, plan=None, today: Optional[datetime.date] = None) -> Report:
     """Offline: the stack's files, its spec and its plan (what `glmserve policy` prints)."""
-    from .stackfile import spec_for_stack
+    from infra.spec.load import spec_for_stack
 
     spec = spec if spec is not None else spec_for_stack(stack)
     if plan is None and spec.model.profile:
-        from .plan import plan_for_spec
+        from infra.planning.plan import plan_for_spec
         plan = plan_for_spec(spec, stack=stack)
     return evaluate(spec, plan, stack=stack, file=stack_file_label(stack),
                     raw_api_key_value=raw_api_key_value(stack), today=today)

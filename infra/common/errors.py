@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .secrets import redact
+from infra.common.secrets import redact
 
 
 @dataclass(frozen=True)

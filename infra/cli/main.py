@@ -12,35 +12,35 @@ import os
 import sys
 from typing import Callable
 
-from .engine_output import OutputFilter, summary
-from .errors import GlmserveError, Problem
-from .secrets import redact
+from infra.deploy.pulumi_output import OutputFilter, summary
+from infra.common.errors import GlmserveError, Problem
+from infra.common.secrets import redact
 
 EXIT_USER = 2
 EXIT_FAILED = 1
 
 
 def _spec(stack: str):
-    from .stackfile import spec_for_stack
+    from infra.spec.load import spec_for_stack
     return spec_for_stack(stack)
 
 
 def _provider(spec):
-    import providers
+    from infra.config import providers
     return providers.get(spec.provider)
 
 
 # ----------------------------------------------------------------------------- offline
 
 def cmd_validate(args) -> int:
-    from .render import render
+    from infra.engine.render import render
 
     spec = _spec(args.stack)
     provider = _provider(spec)
     provider.validate(spec)
     command = render(spec)
     if args.engine_check:
-        from . import engine_check
+        from infra.engine import check as engine_check
         print(f"{args.stack}: OK ({engine_check.engine_check_stack(args.stack)})")
         return 0
     print(f"{args.stack}: OK")
@@ -48,14 +48,14 @@ def cmd_validate(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .render import render
+    from infra.engine.render import render
 
     spec = _spec(args.stack)
     command = render(spec, args.engine)
     if args.artifact:
         provider = _provider(spec)
         provider.validate(spec)
-        from .workspace import PROJECT
+        from infra.deploy.workspace import PROJECT
         sys.stdout.write(redact(provider.artifact(spec, command, args.stack, PROJECT)))
         return 0
     if args.format == "json":
@@ -68,19 +68,19 @@ def cmd_render(args) -> int:
 
 
 def cmd_stacks(args) -> int:
-    from .stackfile import list_stacks
+    from infra.config.project import list_stacks
     for s in list_stacks():
         print(s)
     return 0
 
 
 def cmd_plan(args) -> int:
-    from . import plan
+    from infra.planning import plan
     return plan.run(args)
 
 
 def cmd_policy(args) -> int:
-    from .policy import check_stack
+    from infra.gitops.policy import check_stack
 
     report = check_stack(args.stack)
     if args.json:
@@ -93,8 +93,8 @@ def cmd_policy(args) -> int:
 def cmd_diff(args) -> int:
     from pathlib import Path
 
-    from .diffing import diff_stacks, format_markdown, format_text
-    from .stackfile import project_root
+    from infra.gitops.diff import diff_stacks, format_markdown, format_text
+    from infra.config.project import project_root
 
     stacks = list(dict.fromkeys(args.stack or []))
     if not stacks and not args.all:
@@ -116,8 +116,8 @@ def _engine_op(op: str) -> Callable:
     def run(args) -> int:
         from pulumi import automation as auto
 
-        from .program import program
-        from .workspace import select_stack
+        from infra.deploy.program import program
+        from infra.deploy.workspace import select_stack
 
         spec = _spec(args.stack)             # fail fast, offline, before the engine starts
         provider = _provider(spec)
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pl = sub.add_parser("plan", help="capacity, cost and cold start for a stack or an ad-hoc node", allow_abbrev=False)
     try:
-        from . import plan as plan_mod
+        from infra.planning import plan as plan_mod
         plan_mod.add_arguments(pl)
     except ImportError:
         pass

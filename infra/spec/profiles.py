@@ -14,7 +14,13 @@ from typing import Any
 
 import yaml
 
-PROFILES = Path(__file__).parent / "data" / "models"
+PROFILES = Path(__file__).resolve().parents[1] / "data" / "models"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml_file(path: Path) -> Any:
+    """A YAML profile file given by the user (C loader when present: plan must stay fast)."""
+    return yaml.load(Path(path).read_text(), Loader=_LOADER)
 
 
 def available() -> list[str]:
@@ -26,7 +32,7 @@ def load_profile(name: str) -> dict[str, Any]:
     path = PROFILES / f"{name}.yaml"
     if not path.is_file():
         raise KeyError(f"unknown model profile {name!r}; available: {', '.join(available())}")
-    return yaml.safe_load(path.read_text())
+    return load_yaml_file(path)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ and run in a subprocess of that venv's interpreter. The two sides speak JSON lin
 
 This file is both sides. Imported as ``infra.engine_check`` (the main venv) it offers
 ``available()``, ``check()``, ``Checker``, ``check_spec()``, ``problems_for()``,
-``image_version_problems()`` and ``install()``. Run by the engine venv's interpreter
+and ``install()``. Run by the engine venv's interpreter
 (``python -I infra/engine_check.py serve``) it is the checker process: ``main()``.
 Only the standard library is imported at module level, so both sides can load it.
 """
@@ -476,7 +476,7 @@ def problems_for(verdict: Verdict, *, n_extra: int = 0,
     """Turn an engine's refusals into glmserve Problems keyed by the spec key that
     produced the offending flag. ``n_extra``: how many trailing argv items came from
     engine.extraArgs."""
-    from .errors import Problem
+    from infra.common.errors import Problem
 
     argv = list(verdict.argv)
     name = {"vllm": "vLLM", "sglang": "SGLang"}.get(verdict.engine, verdict.engine)
@@ -499,53 +499,6 @@ def problems_for(verdict: Verdict, *, n_extra: int = 0,
             file=file_of(key) if file_of else None, value=value,
         ))
     return out
-
-
-def image_version_problems(spec) -> list:
-    """Tie engine.image to engine.version.
-
-    - a tag of the form vX.Y.Z (or X.Y.Z, optionally followed by -suffix such as -cu130)
-      must name engine.version;
-    - a digest-pinned image (name@sha256:...) cannot be read for a version, so the version
-      is what engine.version states explicitly; name:vX.Y.Z@sha256:... is checked by its tag;
-    - a floating tag (latest, nightly, ...) or no tag and no digest cannot be tied at all.
-    """
-    from .errors import Problem
-
-    image, version, engine = spec.engine.image, spec.engine.version, spec.engine.name
-    ref, _, digest = image.partition("@")
-    last = ref.rsplit("/", 1)[-1]
-    name, _, tag = last.partition(":")
-    problems = []
-    allowed = f"{ref.rsplit(':', 1)[0] if tag else ref}:v{version}, or a digest (...@sha256:<64 hex>) with engine.version stating {version}"
-    if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
-        problems.append(Problem(key="engine.image", value=image, message="the digest is not sha256:<64 hex digits>",
-                                allowed=allowed))
-    other = [e for e in ENGINES if e != engine and e in name.lower()]
-    if other:
-        problems.append(Problem(key="engine.image", value=image,
-                                message=f"the image looks like a {other[0]} image but engine.name is {engine}",
-                                allowed=f"an image that runs {engine} {version}"))
-    if tag:
-        m = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+.][A-Za-z0-9._+-]*)?", tag)
-        if m:
-            tag_version = tuple(int(x) for x in m.groups() if x is not None)
-            if _vtuple(version) != _pad(tag_version):
-                problems.append(Problem(
-                    key="engine.image", value=image,
-                    message=(f"the image tag {tag} names {engine} {'.'.join(map(str, tag_version))} but engine.version "
-                             f"is {version}; change them together"),
-                    allowed=allowed))
-        elif not digest:
-            problems.append(Problem(
-                key="engine.image", value=image,
-                message=f"the floating tag '{tag}' cannot be tied to engine.version {version}",
-                allowed=allowed))
-    elif not digest:
-        problems.append(Problem(key="engine.image", value=image,
-                                message=f"no tag (means :latest) cannot be tied to engine.version {version}",
-                                allowed=allowed))
-    return problems
 
 
 def _pad(t: tuple) -> tuple:
@@ -587,10 +540,10 @@ def check_spec(spec, command=None, *, engine: str | None = None, checker: Checke
     own message. Raises GlmserveError when the check cannot run (the engine venv is not
     installed, or the checker failed): it never pretends to have checked.
     """
-    from .errors import GlmserveError, Problem
+    from infra.common.errors import GlmserveError, Problem
 
     if command is None:
-        from .render import render
+        from infra.engine.render import render
 
         command = render(spec, engine)
     engine = command.engine
@@ -614,18 +567,13 @@ def engine_check_stack(stack: str, engine: str | None = None, *, checker: Checke
     check the argv with the real parser. Returns a one-line summary when the engine accepts
     it; raises GlmserveError naming the spec key (and the file that set it) next to the
     engine's own message otherwise, or when the check could not run."""
-    from .errors import GlmserveError
-    from .spec import _mark_origin, _origin_of
-    from .stackfile import load_node, overrides_from_file, spec_for_stack
+    from infra.common.errors import GlmserveError
+    from infra.spec.load import origins_for_stack, spec_for_stack
 
     spec = spec_for_stack(stack, root)
-    overrides, sfile = overrides_from_file(stack, root)
-    node, nfile = load_node(overrides, root)
-    origin: dict[str, str] = {}
-    _mark_origin(overrides, origin, sfile)
-    _mark_origin(node, origin, nfile)
+    origins = origins_for_stack(stack, root)
     t0 = time.monotonic()
-    result = check_spec(spec, engine=engine, checker=checker, file_of=lambda k: _origin_of(k, origin, nfile))
+    result = check_spec(spec, engine=engine, checker=checker, file_of=origins.file_of)
     if not result.ok:
         raise GlmserveError(result.problems,
                             headline=f"{result.engine} {result.version} refuses the command rendered for stack {stack}")
