@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 ENGINES = ("vllm", "sglang")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REQUIREMENTS_DIR = REPO / "requirements"
 # Installed together, in this order, into one venv: the pins in base satisfy both engines.
 REQUIREMENT_FILES = ("engine-check-base.txt", "engine-check-vllm.txt", "engine-check-sglang.txt")

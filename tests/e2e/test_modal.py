@@ -25,7 +25,7 @@ from tests.standins.modal import (
     web_server,
 )
 
-from conftest import run_glmserve, run_pulumi
+from tests.helpers import run_glmserve, run_pulumi
 
 pytestmark = pytest.mark.e2e
 

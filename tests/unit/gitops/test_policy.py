@@ -15,7 +15,7 @@ from infra.planning.plan import plan_for_spec
 from infra.gitops.policy import RULES, enabled_rules, evaluate
 from infra.spec.build import build_spec
 
-from conftest import ROOT, run_glmserve, run_pulumi
+from tests.helpers import ROOT, run_glmserve, run_pulumi
 
 NODE = yaml.safe_load((ROOT / "stacks" / "node.yaml").read_text())
 COMMIT = "0123456789abcdef0123456789abcdef01234567"          # test data, not a real revision

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 GOLDEN = ROOT / "tests" / "data" / "golden"
 GLMSERVE = str(Path(sys.executable).parent / "glmserve")
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))

@@ -13,7 +13,7 @@ from infra.engine.render import render
 from infra.spec.model import NodeSpec
 from infra.spec.build import build_spec
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 NODE = yaml.safe_load((ROOT / "stacks" / "node.yaml").read_text())
 

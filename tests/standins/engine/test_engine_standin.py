@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import wait_for
+from tests.helpers import wait_for
 from tests.standins.engine import DEFAULT_MODEL, EngineStandin
 
 KEY = "engine-test-key"

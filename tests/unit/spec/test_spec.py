@@ -12,7 +12,7 @@ from infra.spec.build import build_spec
 from infra.spec.load import spec_for_stack
 from infra.config.project import list_stacks
 
-from conftest import ROOT
+from tests.helpers import ROOT
 
 NODE = yaml.safe_load((ROOT / "stacks" / "node.yaml").read_text())
 

@@ -11,9 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.helpers import ROOT  # noqa: E402
 
 from infra.common.errors import GlmserveError  # noqa: E402
 from infra.common.http import (  # noqa: E402

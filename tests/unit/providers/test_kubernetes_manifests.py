@@ -12,7 +12,7 @@ import math
 import pytest
 import yaml
 
-from conftest import ROOT, run_glmserve
+from tests.helpers import ROOT, run_glmserve
 from infra.common.errors import GlmserveError
 from infra.engine.render import render
 from infra.spec.build import build_spec
@@ -52,7 +52,7 @@ def by_kind(docs) -> dict:
 
 @pytest.fixture(scope="module")
 def lws_schema():
-    from tests.k8s.cluster import lws_crd_path
+    from tests.standins.kubernetes.cluster import lws_crd_path
 
     path = lws_crd_path()
     if path is None:

@@ -21,10 +21,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.helpers import ROOT  # noqa: E402
 
+from infra.spec.image import image_version_problems
 from infra.engine import check as ec  # noqa: E402
 from infra.common.errors import GlmserveError  # noqa: E402
 from infra.engine.render import SGLANG_KV, flag_table, render  # noqa: E402
@@ -549,7 +548,7 @@ def test_spec_refuses_values_starting_with_a_dash():
 def test_image_tag_and_engine_version_are_tied(image, version, ok):
     """Spec validation refuses an image that disagrees with engine.version, naming the key."""
     if ok:
-        assert ec.image_version_problems(make_spec(engine={"image": image, "version": version})) == []
+        assert image_version_problems(make_spec(engine={"image": image, "version": version})) == []
         return
     with pytest.raises(GlmserveError) as e:
         make_spec(engine={"image": image, "version": version})
@@ -566,7 +565,7 @@ def test_image_mismatch_message():
 
 @pytest.mark.parametrize("stack", list_stacks(ROOT))
 def test_every_stack_image_agrees_with_its_version(stack):
-    assert ec.image_version_problems(spec_for_stack(stack, ROOT)) == []
+    assert image_version_problems(spec_for_stack(stack, ROOT)) == []
 
 
 def test_requirements_pin_the_spec_engine_version():

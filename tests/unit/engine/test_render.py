@@ -12,7 +12,7 @@ from infra.common.errors import GlmserveError
 from infra.engine.render import render
 from infra.spec.build import build_spec
 
-from conftest import ROOT, run_glmserve
+from tests.helpers import ROOT, run_glmserve
 
 NODE = yaml.safe_load((ROOT / "stacks" / "node.yaml").read_text())
 

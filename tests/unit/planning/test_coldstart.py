@@ -8,7 +8,7 @@ import pytest
 from infra.planning import coldstart as cs
 from infra.planning.capacity import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 SEED = cs.constants()["seed"]
 
 

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import wait_for
+from tests.helpers import wait_for
 from tests.standins.engine import DEFAULT_MODEL, EngineStandin
 from tests.standins.runpod import Contract, RunPodStandin
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PASSPHRASE, ROOT, run_glmserve, run_pulumi
+from tests.helpers import PASSPHRASE, ROOT, run_glmserve, run_pulumi
 
 GITOPS = ROOT / "scripts" / "gitops"
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -15,7 +15,7 @@ from infra.planning import plan as plan_mod
 from infra.common.errors import GlmserveError
 from infra.spec.profiles import load_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT  # noqa: E402
 REQUIRED = {"weights_gib_per_gpu", "kv_bytes_per_token_per_gpu", "block_size", "available_kv_gib_per_gpu",
             "kv_cache_tokens", "max_concurrency", "fits", "reasons", "assumptions", "cost_per_hour_usd",
             "cold_start_seconds_estimate"}

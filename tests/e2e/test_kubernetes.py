@@ -1,6 +1,6 @@
 """The kubernetes provider end to end: the real Pulumi CLI (`glmserve up/preview/refresh/
 destroy`) applies the stack's objects to a real kube-apiserver on 127.0.0.1, through the
-official client's server-side apply (tests/k8s/cluster.py starts it for this module).
+official client's server-side apply (tests/standins/kubernetes/cluster.py starts it for this module).
 
 With kube-controller-manager, kube-scheduler and kwok also built, Deployments and
 StatefulSets roll out onto fake 8-GPU nodes, deletes wait for real finalizers, and a stack
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import edit_stack, run_glmserve, run_pulumi, skip_unless_ci
-from tests.k8s.cluster import INSTALL_HINT, CuttingProxy, LocalCluster, kubeconfig, missing
+from tests.helpers import edit_stack, run_glmserve, run_pulumi, skip_unless_ci
+from tests.standins.kubernetes.cluster import INSTALL_HINT, CuttingProxy, LocalCluster, kubeconfig, missing
 
 pytestmark = pytest.mark.e2e
 

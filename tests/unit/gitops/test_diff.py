@@ -11,8 +11,8 @@ import yaml
 from infra.gitops.diff import _parse_argv, diff_command
 from infra.engine.render import flag_table
 
-from conftest import run_glmserve
-from test_gitops import commit, edit_stack, make_repo
+from tests.helpers import run_glmserve
+from tests.e2e.test_gitops import commit, edit_stack, make_repo
 
 
 def diff(repo, *args, fmt="json"):

@@ -22,11 +22,9 @@ import openai
 import pytest
 import yaml
 
-import conftest
-from conftest import GLMSERVE, ROOT, run_glmserve, run_pulumi
+from tests import helpers
+from tests.helpers import GLMSERVE, ROOT, run_glmserve, run_pulumi
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from tests.standins.engine import EngineStandin  # noqa: E402
 from tests.standins.runpod import RunPodStandin  # noqa: E402
@@ -105,7 +103,7 @@ def env(engine_env, runpod, project):
 # ----------------------------------------------------------------------------- helpers
 
 def edit_stack(project: Path, config: dict) -> None:
-    conftest.edit_stack(project, STACK, config)
+    helpers.edit_stack(project, STACK, config)
 
 
 def set_runpod(project: Path, **options) -> None:

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import GLMSERVE, run_glmserve, run_pulumi
+from tests.helpers import GLMSERVE, run_glmserve, run_pulumi
 
 pytestmark = pytest.mark.e2e
 
