@@ -1,23 +1,73 @@
-"""The small interface every target implements (SkyPilot's clouds/<cloud>.py pattern).
+"""What every provider is: capabilities and catalogue as data, and a few small hooks.
 
-A provider turns one validated NodeSpec plus the shared engine command into child
-resources of the ServingNode component. What it cannot honour is declared as data in
-``unsupported``; its own spec block (``glmserve:<name>``) is validated by ``options_model``.
+The core finds a provider through the registry (infra/config/providers.py) and asks it:
+
+* ``validate(spec)``: one generic check of the spec against what the provider declares it
+  cannot do (``unsupported``: a Feature and why) and offers (its catalogue's GPU types), its
+  own option block (``options_model``), then the provider's own ``check`` for the rest;
+* ``warnings(spec)``: settings it accepts but does not apply (``ignored``);
+* ``billing`` and ``gpu_id``: catalogue facts (``catalog.yaml`` beside the provider module);
+* ``missing_credentials``, ``deploy_variables``, ``artifact`` and ``create_resources``.
+
+A provider package (``providers/<name>/``) declares all of it; the core never names one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+import inspect
+from dataclasses import dataclass
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional
 
+import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 from infra.common.errors import GlmserveError, Problem
+from infra.config import providers as registry
+from infra.deploy.target import DeployContext, Endpoint
 from infra.engine.render import EngineCommand
 from infra.spec.model import NodeSpec
 
 
+class Feature(str, Enum):
+    """Capabilities a spec may need that not every provider has."""
+
+    MULTI_NODE = "multi-node"                  # one engine across several nodes (TP x PP > gpu.count)
+    REPLICAS = "replicas"                      # more than one engine behind the endpoint
+    IMAGE_BUILD_STEPS = "image build steps"    # engine.setupCommands / pipPackages on top of the image
+
+
+@dataclass(frozen=True)
+class Need:
+    """How a spec asks for a feature: the key users set, and what they set it to (None: not asked)."""
+
+    key: str
+    asked: Callable[[NodeSpec], Optional[str]]
+
+
+def _multi_node(spec: NodeSpec) -> Optional[str]:
+    s = spec.serving
+    if spec.nodes <= 1:
+        return None
+    return (f"tensorParallelSize x pipelineParallelSize = {s.tensor_parallel_size * s.pipeline_parallel_size} "
+            f"GPUs spans {spec.nodes} nodes of {spec.gpu.count}")
+
+
+NEEDS: dict[Feature, Need] = {
+    Feature.MULTI_NODE: Need("serving.pipelineParallelSize", _multi_node),
+    Feature.REPLICAS: Need("scaling.maxReplicas",
+                           lambda s: f"{s.scaling.max_replicas} replicas" if s.scaling.max_replicas > 1 else None),
+    Feature.IMAGE_BUILD_STEPS: Need("engine.setupCommands",
+                                    lambda s: "image build steps" if s.engine.setup_commands or s.engine.pip_packages
+                                    else None),
+}
+
+
 class ProviderOptions(BaseModel):
+    """Base of each provider's ``glmserve:<provider>`` block."""
+
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
@@ -28,29 +78,41 @@ class Credential:
     config_key: Optional[str] = None
 
 
-@dataclass
-class DeployContext:
-    """What a provider gets at `pulumi up`: plain data plus secret Outputs."""
-
-    spec: NodeSpec
-    command: EngineCommand
-    stack: str
-    project: str
-    parent: Any                      # the ServingNode ComponentResource
-    api_key: Any                     # pulumi.Output[str], secret
-    hf_token: Any = None             # pulumi.Output[str] | None, secret
-    plan: Any = None                 # capacity/cost plan, when the planner has landed
-    outputs: dict[str, Any] = field(default_factory=dict)
-
-
 class Provider:
     name: ClassVar[str]
-    unsupported: ClassVar[dict[str, str]] = {}
+    # What a user would call it in a sentence ("not offered by RunPod").
+    title: ClassVar[str]
+    # Features this provider cannot honour, with the reason: a spec that needs one is refused.
+    unsupported: ClassVar[dict[Feature, str]] = {}
+    # Features this provider accepts but does not apply, with the reason: a warning at up.
+    ignored: ClassVar[dict[Feature, str]] = {}
     credentials: ClassVar[tuple[Credential, ...]] = ()
+    # For a dedicated node: the option of the provider's block that stops it without
+    # destroying it, and the value that does (the stop-plan policy asks for one).
+    stop_option: ClassVar[Optional[tuple[str, str]]] = None
     options_model: ClassVar[type[ProviderOptions]] = ProviderOptions
-    # Whether one engine may span several nodes (serving TP x PP > gpu.count).
-    multi_node: ClassVar[bool] = False
 
+    # ------------------------------------------------------------------ catalogue
+    @cached_property
+    def catalog(self) -> dict[str, Any]:
+        """``catalog.yaml`` beside the provider's module: GPU ids, billing, prices, speeds."""
+        path = Path(inspect.getfile(type(self))).parent / "catalog.yaml"
+        return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+    @property
+    def billing(self) -> str:
+        """How the provider charges: serverless (while running), dedicated (while it exists), or none."""
+        return self.catalog.get("billing", "none")
+
+    def gpu_id(self, gpu_type: str) -> Optional[str]:
+        """The provider's own name for a glmserve GPU type; None when it does not offer it."""
+        gpus = self.catalog.get("gpus")
+        if gpus is None:
+            return gpu_type
+        row = gpus.get(gpu_type)
+        return row["id"] if row else None
+
+    # ------------------------------------------------------------------ checks
     def options(self, spec: NodeSpec) -> ProviderOptions:
         raw = spec.options_for(self.name)
         try:
@@ -71,20 +133,32 @@ class Provider:
     def validate(self, spec: NodeSpec) -> None:
         """Raise GlmserveError for anything this provider cannot deploy."""
         problems = []
-        for key, why in self.unsupported.items():
-            value = spec.value_at(key)
-            if value:
-                problems.append(Problem(key=key, message=f"not supported by the {self.name} provider: {why}", value=value))
-        if spec.nodes > 1 and not self.multi_node:
-            s = spec.serving
-            problems.append(Problem(
-                key="serving.pipelineParallelSize", value=s.pipeline_parallel_size,
-                message=f"tensorParallelSize x pipelineParallelSize = {s.tensor_parallel_size * s.pipeline_parallel_size} "
-                        f"GPUs spans {spec.nodes} nodes of {spec.gpu.count}; the {self.name} provider runs one node",
-                allowed=f"TP x PP <= gpu.count ({spec.gpu.count}), or provider kubernetes (LeaderWorkerSet)"))
+        for feature, why in self.unsupported.items():
+            need = NEEDS[feature]
+            asked = need.asked(spec)
+            if asked:
+                others = [n for n in registry.names() if n != self.name and feature not in registry.get(n).unsupported]
+                problems.append(Problem(
+                    key=need.key, value=spec.value_at(need.key),
+                    message=f"{asked}; the {self.name} provider does not support {feature.value}: {why}",
+                    allowed=f"a provider that does: {', '.join(others)}" if others else None))
+        gpus = self.catalog.get("gpus")
+        if gpus is not None and spec.gpu.type not in gpus:
+            problems.append(Problem(key="gpu.type", value=spec.gpu.type, message=f"not offered by {self.title}",
+                                    allowed=", ".join(gpus)))
         if problems:
-            raise GlmserveError(problems)
-        self.options(spec)
+            raise GlmserveError(problems, headline=f"the node cannot be deployed on {self.title}")
+        problems = self.check(spec, self.options(spec))
+        if problems:
+            raise GlmserveError(problems, headline=f"the node cannot be deployed on {self.title}")
+
+    def check(self, spec: NodeSpec, opts: ProviderOptions) -> list[Problem]:
+        """The provider's own rules beyond features and catalogue (none by default)."""
+        return []
+
+    def warnings(self, spec: NodeSpec) -> list[str]:
+        """Settings this provider accepts but does not apply, said at up."""
+        return [f"{NEEDS[f].key}: {why}" for f, why in self.ignored.items() if NEEDS[f].asked(spec)]
 
     def missing_credentials(self, env: dict[str, str], spec: Optional[NodeSpec] = None) -> list[Credential]:
         """Credentials set neither in the environment nor (where allowed) in stack config."""
@@ -95,14 +169,15 @@ class Provider:
             return bool(spec.options_for(section).get(key))
         return [c for c in self.credentials if not env.get(c.env) and not in_config(c)]
 
+    # ------------------------------------------------------------------ what is deployed
     def deploy_variables(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> dict[str, Any]:
-        """Everything the provider's template needs, as plain data without secret values."""
+        """Everything the provider deploys, as plain data without secret values (for templates and diffs)."""
         raise NotImplementedError
 
     def artifact(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> str:
         """What `glmserve render --artifact` prints: exactly what would be deployed."""
         raise NotImplementedError
 
-    def create_resources(self, ctx: DeployContext) -> dict[str, Any]:
-        """Create child resources parented to ctx.parent; return extra stack outputs."""
+    def create_resources(self, ctx: DeployContext) -> Endpoint:
+        """Create child resources parented to ctx.parent; return where the engine answers."""
         raise NotImplementedError

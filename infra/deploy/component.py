@@ -1,8 +1,9 @@
 """ServingNode: the one Pulumi component that realises a validated spec.
 
 stack config → spec (validated) → plan → engine command → provider resources → outputs.
-The component owns the steps that are the same for every target; the provider named in
-the stack creates the child resources.
+The component owns the steps that are the same for every target (the API key, the readiness
+gate in front of the endpoint, the outputs); the provider named in the stack creates the
+child resources and returns its endpoint.
 """
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from typing import Any, Optional
 import pulumi
 
 from infra.config import providers
-from providers.base import DeployContext
-
 from infra.deploy.apikey import ApiKey
+from infra.deploy.readiness_gate import Readiness
+from infra.deploy.target import DeployContext, Endpoint
 from infra.engine.render import EngineCommand
 from infra.spec.model import NodeSpec
 
@@ -31,13 +32,16 @@ class ServingNodeArgs:
 class ServingNode(pulumi.ComponentResource):
     engine_command: pulumi.Output[list]
     model_name: pulumi.Output[str]
-    api_key: pulumi.Output[str]
+    api_key: Optional[pulumi.Output[str]]
+    url: Optional[pulumi.Output[str]]
 
     def __init__(self, name: str, args: ServingNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("glmserve:index:ServingNode", name, None, opts)
         spec = args.spec
         provider = providers.get(spec.provider)
         provider.validate(spec)
+        for warning in provider.warnings(spec):
+            pulumi.log.warn(warning, resource=self)
         child = pulumi.ResourceOptions(parent=self)
 
         key = spec.secrets.api_key
@@ -51,18 +55,22 @@ class ServingNode(pulumi.ComponentResource):
         hf_token = pulumi.Output.secret(hf.value.get_secret_value()) if hf is not None and hf.value is not None else None
 
         ctx = DeployContext(spec=spec, command=args.command, stack=args.stack, project=args.project,
-                            parent=self, api_key=api_key, hf_token=hf_token, plan=args.plan)
-        extra = provider.create_resources(ctx) or {}
+                            parent=self, api_key=api_key, hf_token=hf_token)
+        endpoint: Endpoint = provider.create_resources(ctx)
 
         self.engine_command = pulumi.Output.from_input(args.command.argv)
         self.model_name = pulumi.Output.from_input(spec.model.served_name)
         self.api_key = api_key
+        self.url = self._gated_url(name, spec, endpoint, api_key)
         outputs: dict[str, Any] = {
             "engineCommand": self.engine_command,
             "modelName": self.model_name,
             "provider": spec.provider,
-            **extra,
+            **endpoint.outputs,
         }
+        if self.url is not None:
+            outputs["url"] = self.url
+            outputs["baseUrl"] = self.url.apply(lambda u: u.rstrip("/") + "/v1")
         if api_key is not None:
             outputs["apiKey"] = api_key
         if args.plan is not None:
@@ -70,3 +78,18 @@ class ServingNode(pulumi.ComponentResource):
             outputs["estimatedCostPerHour"] = args.plan.to_json().get("cost_per_hour_usd")
         self.outputs = outputs
         self.register_outputs(outputs)
+
+    def _gated_url(self, name: str, spec: NodeSpec, endpoint: Endpoint, api_key) -> Optional[pulumi.Output[str]]:
+        """The endpoint's URL, known only once the readiness gate has passed (when there is one)."""
+        if endpoint.url is None:
+            return None
+        url = pulumi.Output.from_input(endpoint.url)
+        if endpoint.revision is None:
+            return url
+        gate = Readiness(
+            f"{name}-ready", url=url, revision=endpoint.revision, model_name=spec.model.served_name,
+            api_key=api_key, timeout_seconds=spec.timeouts.startup_seconds,
+            poll_seconds=spec.readiness.poll_interval_seconds,
+            request_timeout=spec.readiness.request_timeout_seconds, smoke_test=spec.readiness.smoke_test,
+            opts=pulumi.ResourceOptions(parent=self))
+        return pulumi.Output.all(url, gate.ready).apply(lambda a: a[0])

@@ -47,13 +47,3 @@ class Readiness(Resource):
                  "requestTimeout": request_timeout, "smokeTest": smoke_test, "ready": None}
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["apiKey"]))
         super().__init__(ReadinessProvider(), name, props, opts)
-
-
-def gate_for(ctx, name: str, url, revision) -> Readiness:
-    """The gate every provider puts after its deployment, from the spec's readiness block."""
-    spec = ctx.spec
-    return Readiness(
-        name, url=url, revision=revision, model_name=spec.model.served_name, api_key=ctx.api_key,
-        timeout_seconds=spec.timeouts.startup_seconds, poll_seconds=spec.readiness.poll_interval_seconds,
-        request_timeout=spec.readiness.request_timeout_seconds, smoke_test=spec.readiness.smoke_test,
-        opts=pulumi.ResourceOptions(parent=ctx.parent))

@@ -24,7 +24,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Resou
 
 from infra.common.secrets import redact, register
 
-from . import client as k
+from providers.kubernetes import client as k
 
 
 def _log(msg: str) -> None:

@@ -40,7 +40,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Resou
 from infra.common.http import HttpError, poll
 from infra.common.secrets import register
 
-from .client import (
+from providers.runpod.client import (
     LIVE,
     Availability,
     Op,

@@ -96,7 +96,7 @@ def test_unknown_provider_is_a_clear_error(engine_env, project):
     proc = run_glmserve("preview", "--stack", "dev", env=engine_env)
     assert proc.returncode == 2
     assert "provider: unknown provider (did you mean 'modal'?)" in proc.stderr
-    assert "allowed: none, modal, runpod" in proc.stderr
+    assert "allowed: kubernetes, modal, none, runpod" in proc.stderr
 
 
 def test_up_without_provider_credentials_stops_before_creating_anything(engine_env, project, tmp_path):

@@ -261,7 +261,7 @@ def test_spec_cross_checks_for_multinode():
 
 def test_other_providers_refuse_multinode():
     spec = spec_of("k8s-multinode", provider="modal")
-    with pytest.raises(GlmserveError, match="spans 2 nodes of 8; the modal provider runs one node"):
+    with pytest.raises(GlmserveError, match="spans 2 nodes of 8; the modal provider does not support multi-node"):
         providers.get("modal").validate(spec)
 
 

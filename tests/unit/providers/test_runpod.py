@@ -25,7 +25,7 @@ from infra.common.http import (  # noqa: E402
 from infra.engine.render import render  # noqa: E402
 from infra.spec.load import spec_for_stack  # noqa: E402
 from infra.spec.build import build_spec  # noqa: E402
-from providers.runpod import PROVIDER, RunPodProvider  # noqa: E402
+from providers.runpod.provider import PROVIDER, RunPodProvider  # noqa: E402
 from providers.runpod.client import (  # noqa: E402
     Op,
     RunPodClient,

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from providers.base import DeployContext, Provider
+from infra.deploy.target import DeployContext, Endpoint
+from providers.base import Provider
 
 
 class NoneProvider(Provider):
     name = "none"
+    title = "the none provider"
 
     def deploy_variables(self, spec, command, stack, project) -> dict[str, Any]:
         return {"argv": command.argv, "model": spec.model.served_name, "stack": stack}
@@ -19,8 +21,8 @@ class NoneProvider(Provider):
     def artifact(self, spec, command, stack, project) -> str:
         return json.dumps(self.deploy_variables(spec, command, stack, project), indent=2) + "\n"
 
-    def create_resources(self, ctx: DeployContext) -> dict[str, Any]:
-        return {}
+    def create_resources(self, ctx: DeployContext) -> Endpoint:
+        return Endpoint()
 
 
 PROVIDER = NoneProvider()
