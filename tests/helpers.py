@@ -66,6 +66,8 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
 def skip_unless_ci(reason: str, opt_out_env: str | None = None) -> None:
     """Skip a test whose tooling is missing on a developer's machine; in CI (where `make test`
     installs everything) a missing tool is a failure, unless explicitly opted out."""
-    if os.environ.get("CI") and not (opt_out_env and os.environ.get(opt_out_env)):
+    from infra.deploy.workspace import in_ci
+
+    if in_ci() and not (opt_out_env and os.environ.get(opt_out_env)):
         pytest.fail(f"{reason} (CI installs it through `make test`)")
     pytest.skip(reason)

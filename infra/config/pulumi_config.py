@@ -1,18 +1,36 @@
-"""Reading a stack's configuration inside the Pulumi program: every ``glmserve:*`` key the
-engine passed, decrypted."""
+"""Reading a stack's configuration inside the Pulumi program.
+
+The program reads the stack file the way ``glmserve validate`` does (the same strict reader,
+so both agree on every type: the engine hands config values over as strings, where "8" and 8
+look the same), then fills each ``secure:`` value in with the decrypted value the engine
+passes. Keys the engine has that the file lacks (e.g. from a Pulumi ESC environment) are taken
+from the engine.
+"""
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from infra.config.project import NAMESPACE, relative, stack_file
+from infra.config.project import NAMESPACE
+from infra.config.stackfile import ENCRYPTED, overrides_from_file
 
 
 def _parse_config_value(raw: str) -> Any:
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, TypeError):
+    except (json.JSONDecodeError, TypeError, RecursionError):
         return raw
+
+
+def _fill_secrets(from_file: Any, from_engine: Any) -> Any:
+    """``from_file`` with every ENCRYPTED placeholder replaced by the engine's value there."""
+    if from_file == ENCRYPTED:
+        return from_engine
+    if isinstance(from_file, dict) and isinstance(from_engine, dict):
+        return {k: _fill_secrets(v, from_engine.get(k)) for k, v in from_file.items()}
+    if isinstance(from_file, list) and isinstance(from_engine, list) and len(from_file) == len(from_engine):
+        return [_fill_secrets(a, b) for a, b in zip(from_file, from_engine)]
+    return from_file
 
 
 def overrides_from_pulumi() -> tuple[dict, str]:
@@ -20,9 +38,12 @@ def overrides_from_pulumi() -> tuple[dict, str]:
     from pulumi.runtime import config as rc
 
     values = {**rc.get_config_env(), **rc.CONFIG.get()}
-    out = {}
+    engine = {}
     for k, raw in values.items():
         ns, _, key = k.partition(":")
         if ns == NAMESPACE and key:
-            out[key] = _parse_config_value(raw)
-    return out, relative(stack_file(pulumi.get_stack()))
+            engine[key] = _parse_config_value(raw)
+    overrides, file = overrides_from_file(pulumi.get_stack())
+    out = {k: _fill_secrets(v, engine.get(k)) for k, v in overrides.items()}
+    out.update({k: v for k, v in engine.items() if k not in overrides})
+    return out, file

@@ -7,24 +7,30 @@ passphrase: a ``secure:`` value is present but not decryptable here, so it reads
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from infra.common.errors import fail
 from infra.config.project import DEFAULT_NODE_FILE, NAMESPACE, list_stacks, relative, stack_file, stacks_dir
+from infra.config.strict_yaml import YamlProblem, load_file
 
 # Placeholder for a `secure:` value read offline: present, but not decryptable here.
 ENCRYPTED = "[encrypted]"
 
 
+# A stack name, as a file name under stacks/ (Pulumi's own charset, no path).
+STACK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# A node file: a YAML file beside the stack files, never a path elsewhere.
+NODE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\.ya?ml$")
+
+
 def _read_yaml(path: Path, key: str) -> Any:
     try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise fail(key, f"is not valid YAML ({e.__class__.__name__}: {getattr(e, 'problem', e)})",
-                   file=str(path)) from None
+        return load_file(path)
+    except YamlProblem as e:
+        where = f"{relative(path)}" + (f", line {e.line}" if e.line else "")
+        raise fail(key, e.message, file=where) from None
 
 
 def _decode_offline(v: Any) -> Any:
@@ -38,14 +44,23 @@ def _decode_offline(v: Any) -> Any:
 
 
 def overrides_from_file(stack: str, root: Path | None = None) -> tuple[dict, str]:
+    known = ", ".join(list_stacks(root)) or "none"
+    if not STACK_NAME.fullmatch(stack) or ".." in stack:
+        raise fail("--stack", "is not a stack name (letters, digits, '_', '.', '-')", value=stack, allowed=known)
     path = stack_file(stack, root)
     if not path.is_file():
-        known = ", ".join(list_stacks(root)) or "none"
         raise fail("--stack", f"no stack file {relative(path)}", value=stack, allowed=known)
-    doc = _read_yaml(path, "config")
+    doc = _read_yaml(path, "(file)")
+    if doc is None:
+        doc = {}
     if not isinstance(doc, dict):
         raise fail("(file)", "must be a mapping with a 'config' key", file=relative(path))
-    cfg = doc.get("config") or {}
+    cfg = doc.get("config")
+    if cfg is None:
+        cfg = {}
+    if not isinstance(cfg, dict):
+        raise fail("config", f"must be a mapping of 'glmserve:<key>: value' entries, not a {type(cfg).__name__}",
+                   file=relative(path))
     out = {}
     for k, v in cfg.items():
         ns, _, key = str(k).partition(":")
@@ -56,10 +71,14 @@ def overrides_from_file(stack: str, root: Path | None = None) -> tuple[dict, str
 
 def load_node(overrides: dict, root: Path | None = None) -> tuple[dict, str]:
     name = overrides.get("node", DEFAULT_NODE_FILE)
+    if not isinstance(name, str) or not NODE_FILE.fullmatch(name) or ".." in name:
+        raise fail("glmserve:node", "must name a YAML file beside the stack files", value=name,
+                   allowed="a file name like node.yaml (no path)")
     path = stacks_dir(root) / name
     if not path.is_file():
         raise fail("glmserve:node", f"node file {relative(path)} does not exist", value=name)
-    node = _read_yaml(path, "node")
+    node = _read_yaml(path, "(file)")
     if not isinstance(node, dict):
-        raise fail("(file)", "a node file must be a mapping", file=relative(path))
+        raise fail("(file)", "a node file must be a mapping of sections (model, engine, gpu, ...)",
+                   file=relative(path))
     return node, relative(path)

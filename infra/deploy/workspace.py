@@ -29,6 +29,21 @@ def glmserve_home() -> Path:
     return Path(os.environ.get("GLMSERVE_HOME", Path.home() / ".glmserve"))
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can read (state and the passphrase live there)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def in_ci(env: dict[str, str] | None = None) -> bool:
+    """Whether a CI system runs us: CI set to a true value, as GitHub Actions, GitLab and others
+    set it (CI=false, CI=0 and an empty CI are not CI)."""
+    value = (os.environ if env is None else env).get("CI", "")
+    return value.strip().lower() in ("true", "1", "yes")
+
+
 def pulumi_bin_dir() -> Path:
     """The directory holding `pulumi` and its Python shims."""
     explicit = os.environ.get("GLMSERVE_PULUMI_BIN")
@@ -51,8 +66,8 @@ def backend_url() -> str:
     url = os.environ.get("PULUMI_BACKEND_URL")
     if url:
         return url
-    state = glmserve_home() / "state"
-    state.mkdir(parents=True, exist_ok=True)
+    state = private_dir(glmserve_home()) / "state"
+    private_dir(state)
     return f"file://{state}"
 
 
@@ -62,23 +77,49 @@ def secrets_provider() -> str:
     return os.environ.get("GLMSERVE_SECRETS_PROVIDER", "passphrase")
 
 
+def _passphrase_file_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return "does not exist"
+    st = path.stat()
+    if st.st_mode & 0o077:
+        return f"is readable by others (mode {st.st_mode & 0o777:04o}); chmod 600 it"
+    if not path.read_text().strip():
+        return "is empty"
+    return None
+
+
 def _passphrase_env() -> dict[str, str]:
+    """How the CLI gets the state's passphrase. An empty PULUMI_CONFIG_PASSPHRASE (what a
+    missing pipeline secret expands to) counts as unset, never as the passphrase."""
+    if os.environ.get("PULUMI_CONFIG_PASSPHRASE") == "":
+        # The Pulumi CLI would take the empty string as the passphrase.
+        del os.environ["PULUMI_CONFIG_PASSPHRASE"]
     if secrets_provider() != "passphrase":
         return {}
-    if os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None or os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+    if os.environ.get("PULUMI_CONFIG_PASSPHRASE"):
         return {}
-    if os.environ.get("CI"):
+    file = os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    if file:
+        problem = _passphrase_file_problem(Path(file))
+        if problem:
+            raise GlmserveError([Problem(key="PULUMI_CONFIG_PASSPHRASE_FILE", value=file, message=problem,
+                                         allowed="a non-empty file of mode 0600")], headline="unsafe secret")
+        return {}
+    if in_ci():
         raise GlmserveError([Problem(
-            key="PULUMI_CONFIG_PASSPHRASE", message="is not set; pipelines must take it from their secret store",
-            allowed="PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE")], headline="missing secret")
+            key="PULUMI_CONFIG_PASSPHRASE", message="is not set or empty; pipelines must take it from their secret store",
+            allowed="PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE (mode 0600)")], headline="missing secret")
     # A laptop's first run: a random passphrase in a private file, said once where it is.
-    path = glmserve_home() / "passphrase"
+    path = private_dir(glmserve_home()) / "passphrase"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32))
         print(f"glmserve: created a passphrase for the local state's secrets in {path} (keep it)", file=sys.stderr)
+    problem = _passphrase_file_problem(path)
+    if problem:
+        raise GlmserveError([Problem(key="passphrase file", value=str(path), message=problem,
+                                     allowed="a non-empty file of mode 0600")], headline="unsafe secret")
     return {"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}
 
 

@@ -16,17 +16,36 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic.alias_generators import to_camel, to_snake
 
 from infra.common import secrets as secret_registry
+from infra.config.stackfile import ENCRYPTED
 from infra.spec.gpus import GPU_COUNTS, gpu_catalog
+from infra.spec.keys import check_api_key, looks_like_credential
+from infra.spec.shapes import (
+    Boolean,
+    DockerfileCommand,
+    Host,
+    ModelId,
+    MountPath,
+    Number,
+    PipRequirement,
+    PlainText,
+    Revision,
+    WholeNumber,
+)
 
 SPECULATIVE_METHODS = ("mtp", "eagle", "eagle3", "ngram", "draft_model")
 
 
 class SpecModel(BaseModel):
+    # Numbers, flags and whole numbers are typed strictly (infra/spec/shapes.py: `true` is not
+    # 1, 8.0 is not 8, NaN is no number); a number where text belongs becomes text, as
+    # `pulumi config set --path` writes `64` for the extra argument "64".
     model_config = ConfigDict(
         extra="forbid",
         alias_generator=to_camel,
         populate_by_name=True,
         frozen=True,
+        coerce_numbers_to_str=True,
+        allow_inf_nan=False,
     )
 
 
@@ -46,39 +65,56 @@ class SecretRef(SpecModel):
         return self
 
 
+class ApiKeyRef(SecretRef):
+    """The endpoint's API key: a value must be strong enough to stand between the internet and a
+    $36/h node (an empty key would leave vLLM unauthenticated)."""
+
+    @model_validator(mode="after")
+    def _strong(self) -> "ApiKeyRef":
+        if self.value is not None and self.value.get_secret_value() != ENCRYPTED:
+            check_api_key(self.value.get_secret_value())
+        return self
+
+
 class ModelSection(SpecModel):
-    id: str = Field(min_length=3, pattern=r"^[\w.-]+/[\w.-]+$")
+    id: ModelId
     # Neither may start with '-': the engines' argparse would read the value as a flag.
-    revision: Optional[str] = Field(default=None, min_length=1, pattern=r"^[\w.][\w./-]*$")
-    served_name: str = Field(min_length=1, pattern=r"^[\w.:][\w.:-]*$")
-    trust_remote_code: bool = False
+    revision: Optional[Revision] = None
+    served_name: str = Field(min_length=1, max_length=128, pattern=r"^[\w.:][\w.:-]*$")
+    trust_remote_code: Boolean = False
     # The planner profile under infra/data/models/ that describes this checkpoint.
-    profile: Optional[str] = None
+    profile: Optional[str] = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*$", max_length=64)
 
 
 class EngineSection(SpecModel):
     name: Literal["vllm", "sglang"] = "vllm"
     version: str = Field(pattern=r"^\d+\.\d+(\.\d+)?$")
-    image: str = Field(min_length=3)
+    # A registry reference: [registry/]name[:tag][@sha256:digest].
+    image: str = Field(min_length=3, max_length=512, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
     # Docker commands run on top of the registry image (the seed's typing_extensions fix-up).
-    setup_commands: list[str] = Field(default_factory=list)
-    pip_packages: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    setup_commands: list[DockerfileCommand] = Field(default_factory=list)
+    pip_packages: list[PipRequirement] = Field(default_factory=list)
+    env: dict[str, PlainText] = Field(default_factory=dict)
     # Escape hatch: extra engine flags, validated against the engine's known flags.
-    extra_args: list[str] = Field(default_factory=list)
+    extra_args: list[PlainText] = Field(default_factory=list)
 
     @field_validator("env")
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for k in v:
+        for k, value in v.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
                 raise ValueError(f"environment variable name {k!r} is not a valid name")
+            if looks_like_credential(k) and value != ENCRYPTED:
+                raise ValueError(
+                    f"{k} looks like a credential and is written in clear text; set it with "
+                    f"`pulumi config set --secret --path 'glmserve:engine.env.{k}' <value>`"
+                    + (" or use secrets.hfToken" if k == "HF_TOKEN" else ""))
         return v
 
 
 class GpuSection(SpecModel):
     type: str
-    count: int
+    count: WholeNumber
 
     @field_validator("type")
     @classmethod
@@ -97,7 +133,7 @@ class GpuSection(SpecModel):
 
 class Speculative(SpecModel):
     method: str
-    num_speculative_tokens: int = Field(ge=1, le=16)
+    num_speculative_tokens: WholeNumber = Field(ge=1, le=16)
 
     @field_validator("method")
     @classmethod
@@ -111,50 +147,54 @@ class Speculative(SpecModel):
 
 
 class ServingSection(SpecModel):
-    tensor_parallel_size: int = Field(ge=1, le=64)
+    tensor_parallel_size: WholeNumber = Field(ge=1, le=64)
     # Pipeline stages. tensorParallelSize x pipelineParallelSize above gpu.count spans several
     # nodes of gpu.count GPUs each (the kubernetes provider's LeaderWorkerSet).
-    pipeline_parallel_size: int = Field(default=1, ge=1, le=16)
-    max_model_len: int = Field(ge=256, le=10_485_760)
+    pipeline_parallel_size: WholeNumber = Field(default=1, ge=1, le=16)
+    max_model_len: WholeNumber = Field(ge=256, le=10_485_760)
     kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16"] = "auto"
-    gpu_memory_utilization: float = Field(gt=0, le=1)
+    gpu_memory_utilization: Number = Field(gt=0, le=1)
     speculative: Optional[Speculative] = None
-    prefix_caching: bool = True
-    enforce_eager: bool = False
+    prefix_caching: Boolean = True
+    enforce_eager: Boolean = False
     load_strategy: Optional[Literal["lazy", "eager", "prefetch", "torchao"]] = None
-    host: str = "0.0.0.0"
-    port: int = Field(default=8000, ge=1, le=65535)
+    host: Host = "0.0.0.0"
+    port: WholeNumber = Field(default=8000, ge=1, le=65535)
 
     @field_validator("speculative", mode="before")
     @classmethod
     def _speculative_json(cls, v: Any) -> Any:
         # Accept the engine's own JSON form too, so a value pasted from a vLLM command works.
         if isinstance(v, str):
+            if len(v) > 4096:
+                raise ValueError("speculative config is longer than 4096 characters")
             try:
                 v = json.loads(v)
             except json.JSONDecodeError as e:
                 raise ValueError(f"speculative config is not valid JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise ValueError("speculative config is nested too deeply") from None
             if not isinstance(v, dict):
                 raise ValueError("speculative config must be a JSON object")
         return v
 
 
 class CacheSection(SpecModel):
-    volume: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    mount_path: str = Field(pattern=r"^/")
-    size_gib: int = Field(default=1000, ge=10, le=4096)
+    volume: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    mount_path: MountPath
+    size_gib: WholeNumber = Field(default=1000, ge=10, le=4096)
 
 
 class SecretsSection(SpecModel):
     hf_token: Optional[SecretRef] = None
-    api_key: Optional[SecretRef] = None
+    api_key: Optional[ApiKeyRef] = None
 
 
 class ScalingSection(SpecModel):
     # min_replicas is the keep-warm count: replicas that never scale to zero.
-    min_replicas: int = Field(default=0, ge=0, le=64)
-    max_replicas: int = Field(default=1, ge=1, le=64)
-    scaledown_window: int = Field(default=900, ge=1, le=86_400)
+    min_replicas: WholeNumber = Field(default=0, ge=0, le=64)
+    max_replicas: WholeNumber = Field(default=1, ge=1, le=64)
+    scaledown_window: WholeNumber = Field(default=900, ge=1, le=86_400)
 
     @model_validator(mode="after")
     def _order(self) -> "ScalingSection":
@@ -164,13 +204,13 @@ class ScalingSection(SpecModel):
 
 
 class TimeoutsSection(SpecModel):
-    startup_seconds: int = Field(default=3600, ge=10, le=24 * 3600)
+    startup_seconds: WholeNumber = Field(default=3600, ge=10, le=24 * 3600)
 
 
 class ReadinessSection(SpecModel):
-    poll_interval_seconds: float = Field(default=10.0, gt=0, le=600)
-    request_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
-    smoke_test: bool = False
+    poll_interval_seconds: Number = Field(default=10.0, gt=0, le=600)
+    request_timeout_seconds: Number = Field(default=30.0, gt=0, le=600)
+    smoke_test: Boolean = False
 
 
 class PolicySection(SpecModel):
@@ -181,11 +221,11 @@ class PolicySection(SpecModel):
 
     environment: Literal["dev", "staging", "prod"] = "dev"
     # USD per hour with every replica busy (the plan's max_cost_per_hour_usd).
-    max_cost_per_hour: Optional[float] = Field(default=None, gt=0)
-    require_pinned_revision: Optional[bool] = None
-    require_image_digest: Optional[bool] = None
-    require_api_key: Optional[bool] = None
-    require_stop_plan: Optional[bool] = None
+    max_cost_per_hour: Optional[Number] = Field(default=None, gt=0)
+    require_pinned_revision: Optional[Boolean] = None
+    require_image_digest: Optional[Boolean] = None
+    require_api_key: Optional[Boolean] = None
+    require_stop_plan: Optional[Boolean] = None
     # The date after which a dedicated pod of this stack must be stopped or destroyed.
     expires_at: Optional[datetime.date] = None
 
