@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from pydantic.alias_generators import to_camel
 
 from infra.common.errors import GlmserveError, Problem
+from infra.common.secrets import register
 from infra.config import providers as registry
 from infra.deploy.target import DeployContext, Endpoint
 from infra.engine.render import EngineCommand
@@ -116,7 +117,7 @@ class Provider:
     def options(self, spec: NodeSpec) -> ProviderOptions:
         raw = spec.options_for(self.name)
         try:
-            return self.options_model.model_validate(raw)
+            opts = self.options_model.model_validate(raw)
         except ValidationError as e:
             problems = []
             for err in e.errors():
@@ -129,6 +130,10 @@ class Provider:
                 problems.append(Problem(key=key, message=msg, allowed=allowed, secret=secret,
                                         value=err.get("input") if err["type"] != "extra_forbidden" else None))
             raise GlmserveError(problems) from None
+        for value in opts.model_dump().values():
+            if isinstance(value, SecretStr):
+                register(value.get_secret_value())
+        return opts
 
     def validate(self, spec: NodeSpec) -> None:
         """Raise GlmserveError for anything this provider cannot deploy."""

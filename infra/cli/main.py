@@ -119,6 +119,10 @@ def _engine_op(op: str) -> Callable:
         from infra.deploy.program import program
         from infra.deploy.workspace import select_stack
 
+        from infra.deploy.workspace import register_credentials
+
+        # From here on the process handles credentials: none of them is ever printed.
+        register_credentials()
         spec = _spec(args.stack)             # fail fast, offline, before the engine starts
         provider = _provider(spec)
         provider.validate(spec)

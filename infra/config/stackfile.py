@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from infra.common.errors import fail
+from infra.common.errors import GlmserveError, Problem, fail
+from infra.common.secrets import looks_like_credential
 from infra.config.project import DEFAULT_NODE_FILE, NAMESPACE, list_stacks, relative, stack_file, stacks_dir
 from infra.config.strict_yaml import YamlProblem, load_file
 
@@ -43,6 +44,22 @@ def _decode_offline(v: Any) -> Any:
     return v
 
 
+def clear_secrets(overrides: dict, prefix: str = "") -> list[str]:
+    """Keys of a stack's overrides that hold a credential in clear text: a secret's value
+    (``secrets.<name>.value``), an environment variable or option named like a credential
+    (``engine.env.HF_TOKEN``, ``runpod.apiKey``). Such values belong in the stack file only as
+    Pulumi secrets (``secure:``), which read as ENCRYPTED here."""
+    found = []
+    for k, v in overrides.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict):
+            found += clear_secrets(v, path + ".")
+        elif isinstance(v, str) and v not in (ENCRYPTED, "") and (
+                looks_like_credential(str(k)) or (path.startswith("secrets.") and str(k) == "value")):
+            found.append(path)
+    return found
+
+
 def overrides_from_file(stack: str, root: Path | None = None) -> tuple[dict, str]:
     known = ", ".join(list_stacks(root)) or "none"
     if not STACK_NAME.fullmatch(stack) or ".." in stack:
@@ -66,6 +83,12 @@ def overrides_from_file(stack: str, root: Path | None = None) -> tuple[dict, str
         ns, _, key = str(k).partition(":")
         if ns == NAMESPACE and key:
             out[key] = _decode_offline(v)
+    clear = clear_secrets(out)
+    if clear:
+        raise GlmserveError([Problem(
+            key=k, file=relative(path), message="holds a credential in clear text in the stack file",
+            allowed=f"a Pulumi secret: pulumi config set --secret --path 'glmserve:{k}' <value> --stack {stack}")
+            for k in clear], headline="secrets must not be written in clear")
     return out, relative(path)
 
 
@@ -81,4 +104,9 @@ def load_node(overrides: dict, root: Path | None = None) -> tuple[dict, str]:
     if not isinstance(node, dict):
         raise fail("(file)", "a node file must be a mapping of sections (model, engine, gpu, ...)",
                    file=relative(path))
+    clear = clear_secrets(_decode_offline(node))
+    if clear:
+        raise GlmserveError([Problem(key=k, file=relative(path), message="holds a credential in clear text",
+                                     allowed="a Pulumi secret in the stack file (pulumi config set --secret --path)")
+                             for k in clear], headline="secrets must not be written in clear")
     return node, relative(path)

@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import pulumi
 
+from infra.common.secrets import register
 from infra.config import providers
 from infra.deploy.apikey import ApiKey
 from infra.deploy.readiness_gate import Readiness
@@ -54,6 +55,9 @@ class ServingNode(pulumi.ComponentResource):
         hf = spec.secrets.hf_token
         hf_token = pulumi.Output.secret(hf.value.get_secret_value()) if hf is not None and hf.value is not None else None
 
+        if api_key is not None:
+            # Known in this process once generated or decrypted: never printed from here on.
+            api_key.apply(register)
         ctx = DeployContext(spec=spec, command=args.command, stack=args.stack, project=args.project,
                             parent=self, api_key=api_key, hf_token=hf_token)
         endpoint: Endpoint = provider.create_resources(ctx)

@@ -9,8 +9,10 @@ from infra.common.errors import GlmserveError
 def program() -> None:
     from infra.deploy.component import ServingNode, ServingNodeArgs
     from infra.engine.render import render
+    from infra.deploy.workspace import register_credentials
     from infra.spec.load import spec_in_program
 
+    register_credentials()
     try:
         spec = spec_in_program()
         command = render(spec)

@@ -19,10 +19,31 @@ import sys
 from pathlib import Path
 
 from infra.common.errors import GlmserveError, Problem
+from infra.common.secrets import register_environment
 from infra.config.project import project_root
 
 PULUMI_VERSION = "3.260.0"
 PROJECT = "glmserve"
+# Credentials of the state backend and secrets provider (not of any one provider).
+BACKEND_SECRET_ENV = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_ACCESS_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                      "AZURE_CLIENT_SECRET", "ARM_CLIENT_SECRET", "AZURE_STORAGE_KEY", "GOOGLE_CREDENTIALS",
+                      "VAULT_TOKEN")
+
+
+def credential_env_names() -> list[str]:
+    """Every environment variable that may hold a credential glmserve hands on: the backend's
+    and each installed provider's (its declared credentials)."""
+    from infra.config import providers
+
+    names = list(BACKEND_SECRET_ENV)
+    for name in providers.names():
+        names += [c.env for c in providers.get(name).credentials]
+    return names
+
+
+def register_credentials() -> None:
+    """Register every credential in the environment for redaction in this process."""
+    register_environment(credential_env_names())
 
 
 def glmserve_home() -> Path:

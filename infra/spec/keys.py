@@ -9,19 +9,11 @@ overrates structured keys and never underrates random ones); the generated key
 from __future__ import annotations
 
 import math
-import re
 import string
 
 MIN_API_KEY_LENGTH = 24
 MIN_API_KEY_BITS = 96
 MIN_DISTINCT = 8
-
-# Environment variable names that hold credentials by convention.
-CREDENTIAL_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
-
-
-def looks_like_credential(env_name: str) -> bool:
-    return bool(CREDENTIAL_NAME.search(env_name))
 
 
 def entropy_bits(value: str) -> float:

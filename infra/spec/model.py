@@ -18,7 +18,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from infra.common import secrets as secret_registry
 from infra.config.stackfile import ENCRYPTED
 from infra.spec.gpus import GPU_COUNTS, gpu_catalog
-from infra.spec.keys import check_api_key, looks_like_credential
+from infra.spec.keys import check_api_key
 from infra.spec.shapes import (
     Boolean,
     DockerfileCommand,
@@ -101,14 +101,9 @@ class EngineSection(SpecModel):
     @field_validator("env")
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for k, value in v.items():
+        for k in v:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
                 raise ValueError(f"environment variable name {k!r} is not a valid name")
-            if looks_like_credential(k) and value != ENCRYPTED:
-                raise ValueError(
-                    f"{k} looks like a credential and is written in clear text; set it with "
-                    f"`pulumi config set --secret --path 'glmserve:engine.env.{k}' <value>`"
-                    + (" or use secrets.hfToken" if k == "HF_TOKEN" else ""))
         return v
 
 

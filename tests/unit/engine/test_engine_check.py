@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import ROOT  # noqa: E402
 
+from infra.spec import shapes
 from infra.spec.image import image_version_problems
 from infra.engine import check as ec  # noqa: E402
 from infra.common.errors import GlmserveError  # noqa: E402
@@ -438,8 +439,18 @@ SGLANG_EXTRA = [[], ["--max-running-requests", "64"], ["--chunked-prefill-size",
 # ASCII only: Python's \w (hypothesis) and pydantic's (Rust regex) disagree on some symbols.
 NAME = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,30}", fullmatch=True)
 # A git revision: a branch, tag or commit (no ':'; infra.spec's pattern).
-REVISION = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,30}", fullmatch=True)
-MODEL_ID = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}", fullmatch=True)
+REVISION = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,30}", fullmatch=True).filter(lambda v: _valid(shapes.revision, v))
+MODEL_ID = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,30}",
+                         fullmatch=True).filter(lambda v: _valid(shapes.model_id, v))
+
+
+def _valid(check, value: str) -> bool:
+    """Generated values keep to the spec's own shapes (infra/spec/shapes.py)."""
+    try:
+        check(value)
+        return True
+    except ValueError:
+        return False
 
 
 @st.composite

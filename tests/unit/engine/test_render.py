@@ -58,7 +58,7 @@ def test_entrypoint_split_for_images_that_run_the_server():
 
 
 def test_api_key_never_in_argv():
-    cmd = render(spec_with({"secrets": {"apiKey": {"value": "sk-PLANTED-0123456789"}}}))
+    cmd = render(spec_with({"secrets": {"apiKey": {"value": "sk-PLANTED-0123456789-abcdefXYZ"}}}))
     assert not any("sk-PLANTED" in a for a in cmd.argv)
     assert cmd.api_key_env == "VLLM_API_KEY"
 

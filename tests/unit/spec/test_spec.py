@@ -140,3 +140,10 @@ def test_secret_ref_needs_exactly_one_of_name_or_value():
 def test_scaling_min_not_above_max():
     msg = error_of({"scaling": {"minReplicas": 3, "maxReplicas": 1}})
     assert "minReplicas (3) exceeds maxReplicas (1)" in msg
+
+
+@pytest.mark.parametrize("key", ["", "a", "short-key", "a" * 40, "abababababababababababababab"])
+def test_weak_api_keys_are_refused_without_echoing_them(key):
+    msg = error_of({"secrets": {"apiKey": {"value": key}}})
+    assert "secrets.apiKey" in msg and "[secret]" in msg
+    assert f"'{key}'" not in msg or not key
