@@ -15,6 +15,7 @@ import pulumi
 from infra.common.secrets import register
 from infra.config import providers
 from infra.deploy.apikey import ApiKey
+from infra.deploy.identity import StackIdentity
 from infra.deploy.readiness_gate import Readiness
 from infra.deploy.target import DeployContext, Endpoint
 from infra.engine.render import EngineCommand
@@ -58,8 +59,9 @@ class ServingNode(pulumi.ComponentResource):
         if api_key is not None:
             # Known in this process once generated or decrypted: never printed from here on.
             api_key.apply(register)
+        identity = StackIdentity(f"{name}-identity", stack=args.stack, project=args.project, opts=child)
         ctx = DeployContext(spec=spec, command=args.command, stack=args.stack, project=args.project,
-                            parent=self, api_key=api_key, hf_token=hf_token)
+                            parent=self, api_key=api_key, hf_token=hf_token, owner=identity.owner)
         endpoint: Endpoint = provider.create_resources(ctx)
 
         self.engine_command = pulumi.Output.from_input(args.command.argv)
@@ -70,6 +72,7 @@ class ServingNode(pulumi.ComponentResource):
             "engineCommand": self.engine_command,
             "modelName": self.model_name,
             "provider": spec.provider,
+            "owner": identity.owner,
             **endpoint.outputs,
         }
         if self.url is not None:

@@ -23,6 +23,9 @@ class DeployContext:
     parent: Any                      # the ServingNode ComponentResource: parent of every child
     api_key: Any                     # pulumi.Output[str] (secret), or None for a provider-side named secret
     hf_token: Any = None             # pulumi.Output[str] (secret), or None
+    # This stack instance's identity (infra/deploy/identity.py), pulumi.Output[str]: every cloud
+    # resource carries it, and only resources that carry it are adopted, changed or deleted.
+    owner: Any = None
 
 
 @dataclass(frozen=True)

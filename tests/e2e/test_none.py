@@ -21,11 +21,11 @@ def outputs(env, project, stack, secrets=False) -> dict:
 def test_lifecycle_preview_up_config_change_destroy(engine_env, project, tmp_path):
     env = engine_env
     pre = run_glmserve("preview", "--stack", "dev", env=env, check=True)
-    assert "+ 3 to create" in pre.stdout
+    assert "+ 4 to create" in pre.stdout
     assert "glmserve:index:ServingNode" in pre.stdout
 
     up = run_glmserve("up", "--stack", "dev", env=env, check=True)
-    assert "+ 3 created" in up.stdout
+    assert "+ 4 created" in up.stdout
     out = outputs(env, project, "dev")
     assert out["modelName"] == "glm-5.2-fp8"
     assert out["engineCommand"][:3] == ["vllm", "serve", "zai-org/GLM-5.2-FP8"]
@@ -55,7 +55,7 @@ def test_lifecycle_preview_up_config_change_destroy(engine_env, project, tmp_pat
     assert key not in state and "ciphertext" in state
 
     down = run_glmserve("destroy", "--stack", "dev", env=env, check=True)
-    assert "3 deleted" in down.stdout
+    assert "4 deleted" in down.stdout
     assert outputs(env, project, "dev") == {}
 
 
