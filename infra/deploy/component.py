@@ -98,5 +98,6 @@ class ServingNode(pulumi.ComponentResource):
             api_key=api_key, timeout_seconds=spec.timeouts.startup_seconds,
             poll_seconds=spec.readiness.poll_interval_seconds,
             request_timeout=spec.readiness.request_timeout_seconds, smoke_test=spec.readiness.smoke_test,
+            tool_call_check=spec.readiness.tool_call_check,
             opts=pulumi.ResourceOptions(parent=self))
         return pulumi.Output.all(url, gate.ready).apply(lambda a: a[0])

@@ -6,6 +6,7 @@ endpoint and users expect the same answer to "is it up?" from each.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -31,6 +32,7 @@ class Gate:
     poll_seconds: float = 10.0
     request_timeout: float = 30.0
     smoke_test: bool = False
+    tool_call_check: bool = False
 
 
 def _describe(resp: httpx.Response) -> str:
@@ -103,3 +105,49 @@ def wait_ready(gate: Gate, log: Callable[[str], None] = print,
             if resp.status_code != 200:
                 raise ReadinessError("smoke", f"POST {base}/v1/chat/completions: {_describe(resp)}")
             log("smoke chat completion answered")
+
+        # 4. Optional: one tool call, for nodes that agents use.
+        if gate.tool_call_check:
+            check_tool_call(http, base, headers, gate)
+            log("tool call answered as a well-formed tool_calls entry")
+
+
+# A tool the model cannot answer without: the check needs a call, not an opinion. The choice
+# stays "auto": a named or "required" tool choice goes through guided decoding, not through the
+# engine's tool-call parser, which is what breaks (e.g. with MTP speculative decoding).
+TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+TOOL_PROMPT = "What is the weather in Paris right now? Call the get_weather tool; do not answer in text."
+
+
+def check_tool_call(http: httpx.Client, base: str, headers: dict, gate: Gate) -> None:
+    body = {"model": gate.model_name, "max_tokens": 1024, "tools": [TOOL], "tool_choice": "auto",
+            "messages": [{"role": "user", "content": TOOL_PROMPT}]}
+    url = f"{base}/v1/chat/completions"
+    try:
+        resp = http.post(url, headers=headers, json=body, timeout=max(gate.request_timeout, 120.0))
+    except httpx.HTTPError as e:
+        raise ReadinessError("tool-call", f"POST {url} failed: {type(e).__name__}: {e}") from None
+    if resp.status_code != 200:
+        raise ReadinessError("tool-call", f"POST {url} with a tool: {_describe(resp)} (is tool calling enabled: "
+                                          "serving.toolCalling?)")
+    try:
+        message = resp.json()["choices"][0]["message"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise ReadinessError("tool-call", f"POST {url}: not an OpenAI chat completion: {_describe(resp)}") from None
+    calls = message.get("tool_calls") or []
+    if not calls:
+        text = (message.get("content") or "").strip().replace("\n", " ")
+        raise ReadinessError("tool-call", "the tool call came back as plain text, not as tool_calls (the engine's "
+                                          "tool-call parser does not match the model, or is broken in this engine "
+                                          f"version, e.g. together with MTP speculative decoding): {text[:200]!r}")
+    fn = calls[0].get("function") or {}
+    try:
+        args = json.loads(fn.get("arguments") or "")
+    except (ValueError, TypeError):
+        args = None
+    if fn.get("name") != "get_weather" or not isinstance(args, dict) or not isinstance(args.get("city"), str):
+        raise ReadinessError("tool-call", f"malformed tool call: name {fn.get('name')!r}, arguments "
+                                          f"{str(fn.get('arguments'))[:200]!r} (want get_weather with a JSON "
+                                          "object holding 'city')")

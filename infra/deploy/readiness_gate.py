@@ -11,14 +11,17 @@ from typing import Any, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
+from infra.common.secrets import register
 from infra.deploy.readiness_check import Gate, ReadinessError, wait_ready
 
 
 class ReadinessProvider(ResourceProvider):
     def _run(self, props: dict[str, Any]) -> dict[str, Any]:
+        register(props.get("apiKey"))
         gate = Gate(base_url=props["url"], api_key=props.get("apiKey") or None, model_name=props["modelName"],
                     timeout_seconds=float(props["timeoutSeconds"]), poll_seconds=float(props["pollSeconds"]),
-                    request_timeout=float(props["requestTimeout"]), smoke_test=bool(props.get("smokeTest")))
+                    request_timeout=float(props["requestTimeout"]), smoke_test=bool(props.get("smokeTest")),
+                    tool_call_check=bool(props.get("toolCallCheck")))
         try:
             wait_ready(gate, log=lambda m: pulumi.log.info(m))
         except ReadinessError as e:
@@ -29,7 +32,7 @@ class ReadinessProvider(ResourceProvider):
         return CreateResult(id_=f"ready-{props['revision']}", outs=self._run(props))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        keys = ("url", "revision", "modelName", "apiKey", "smokeTest")
+        keys = ("url", "revision", "modelName", "apiKey", "smokeTest", "toolCallCheck")
         return DiffResult(changes=any(olds.get(k) != news.get(k) for k in keys), replaces=[])
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -40,10 +43,11 @@ class Readiness(Resource):
     ready: pulumi.Output[bool]
 
     def __init__(self, name: str, *, url, revision, model_name: str, api_key, timeout_seconds: float,
-                 poll_seconds: float, request_timeout: float, smoke_test: bool,
+                 poll_seconds: float, request_timeout: float, smoke_test: bool, tool_call_check: bool,
                  opts: Optional[pulumi.ResourceOptions] = None):
         props = {"url": url, "revision": revision, "modelName": model_name, "apiKey": api_key,
                  "timeoutSeconds": timeout_seconds, "pollSeconds": poll_seconds,
-                 "requestTimeout": request_timeout, "smokeTest": smoke_test, "ready": None}
+                 "requestTimeout": request_timeout, "smokeTest": smoke_test, "toolCallCheck": tool_call_check,
+                 "ready": None}
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["apiKey"]))
         super().__init__(ReadinessProvider(), name, props, opts)

@@ -206,6 +206,9 @@ class ReadinessSection(SpecModel):
     poll_interval_seconds: Number = Field(default=10.0, gt=0, le=600)
     request_timeout_seconds: Number = Field(default=30.0, gt=0, le=600)
     smoke_test: Boolean = False
+    # One chat request with a tool that must come back as a tool_calls entry, not as text: a node
+    # whose tool-call parser is broken (e.g. with MTP) fails `up` instead of failing agents later.
+    tool_call_check: Boolean = False
 
 
 class PolicySection(SpecModel):
