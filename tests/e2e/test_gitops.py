@@ -199,8 +199,8 @@ def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path,
     assert result["all_stacks"] == lib.stacks_at_head(repo)
     assert set(backend_stacks(env, repo)) == {"dev", "modal-dev"}, "untouched stacks are never previewed"
     for s in result["stacks"]:
-        assert s["preview"]["ok"] and s["preview"]["summary"] == ["+ 4 to create" if s["stack"] == "modal-dev"
-                                                                  else "+ 3 to create"]
+        assert s["preview"]["ok"] and s["preview"]["summary"] == ["+ 6 to create" if s["stack"] == "modal-dev"
+                                                                  else "+ 4 to create"]
 
     # the flag diff and the cost delta
     md = out_md.read_text()
@@ -209,7 +209,7 @@ def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path,
     assert f"Compared with `{base[:12]}`" in md and f"2 of {len(others) + 2} stacks touched" in md
     assert "Not touched, not previewed: " + ", ".join(f"`{s}`" for s in others) + "." in md
     assert {"modal-prod", "runpod-prod"} <= set(others)
-    assert "| `modal-dev` | dev | modal | :white_check_mark: + 4 to create | pass | $36.32 → $72.63 (+$36.31) | " \
+    assert "| `modal-dev` | dev | modal | :white_check_mark: + 6 to create | pass | $36.32 → $72.63 (+$36.31) | " \
            "stacks/Pulumi.modal-dev.yaml changed |" in md
     section = md.split("### `modal-dev`")[1]
     assert "| `--max-model-len` | `131072` | `65536` |" in section
@@ -221,7 +221,7 @@ def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path,
     assert "| max model length | `131,072` | `65,536` |" in section
     dev = md.split("### `dev`")[1].split("### `modal-dev`")[0]
     assert "| `--max-model-len` | `131072` | `32768` |" in dev
-    assert "**Engine preview** (`glmserve preview --diff`): + 3 to create" in dev
+    assert "**Engine preview** (`glmserve preview --diff`): + 4 to create" in dev
     d = {s["stack"]: s["diff"] for s in result["stacks"]}["modal-dev"]
     assert d["cost"]["max_cost_per_hour_usd"]["delta"] == pytest.approx(36.31, abs=0.02)
     assert {c["flag"] for c in d["engine"]["added"]} == {"--enable-expert-parallel"}

@@ -295,7 +295,7 @@ def test_preview_works_offline_without_credentials(env, project, runpod):
     offline = {**env, "RUNPOD_API_KEY": "", "RUNPOD_API_URL": "http://127.0.0.1:9"}
     pre = glm("preview", offline)
     assert "RunPod pre-flight skipped" in pre.stdout
-    assert "+ 6 to create" in pre.stdout, pre.stdout
+    assert "+ 7 to create" in pre.stdout, pre.stdout
     assert runpod.requests() == []
     up = glm("up", offline, check=False)
     assert up.returncode == 2 and "RUNPOD_API_KEY" in up.stderr
