@@ -51,10 +51,12 @@ def cmd_render(args) -> int:
     from infra.engine.render import render
 
     spec = _spec(args.stack)
+    # The whole stack is valid or nothing renders: a provider block's error (a URL the key
+    # would be sent to, a label) is the stack's error even when only the engine command is asked.
+    provider = _provider(spec)
+    provider.validate(spec)
     command = render(spec, args.engine)
     if args.artifact:
-        provider = _provider(spec)
-        provider.validate(spec)
         from infra.deploy.workspace import PROJECT
         sys.stdout.write(redact(provider.artifact(spec, command, args.stack, PROJECT)))
         return 0

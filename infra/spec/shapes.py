@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import posixpath
 import re
+import urllib.parse
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator
@@ -91,6 +92,36 @@ def pip_requirement(v: str) -> str:
     return v
 
 
+def is_loopback(hostname: str) -> bool:
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def credential_url(v: str) -> str:
+    """A URL that glmserve sends a credential to (a cloud API key, the endpoint's API key):
+    https, or plain http only to this machine's loopback address, which the value itself names
+    (the stand-ins and port-forwards). Never user:password@ in the URL."""
+    no_control(v)
+    try:
+        url = urllib.parse.urlsplit(v)
+        hostname = url.hostname
+        url.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as e:
+        raise ValueError(f"is not a URL ({e})") from None
+    if url.scheme not in ("https", "http") or not hostname:
+        raise ValueError("must be an https:// URL with a host")
+    if url.username is not None or url.password is not None:
+        raise ValueError("must not carry a user name or password; credentials come from secrets")
+    if url.scheme == "http" and not is_loopback(hostname):
+        raise ValueError("would send a credential over plain http to another machine; use https "
+                         "(http only to 127.0.0.1, ::1 or localhost)")
+    return v
+
+
 def dockerfile_command(v: str) -> str:
     """One Dockerfile instruction: a newline would start another one."""
     return no_control(v)
@@ -103,6 +134,7 @@ MountPath = Annotated[str, AfterValidator(mount_path)]
 PipRequirement = Annotated[str, AfterValidator(pip_requirement)]
 DockerfileCommand = Annotated[str, AfterValidator(dockerfile_command)]
 PlainText = Annotated[str, AfterValidator(no_control)]
+CredentialUrl = Annotated[str, AfterValidator(credential_url)]
 
 
 # --------------------------------------------------------------------------- scalars

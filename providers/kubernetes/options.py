@@ -6,10 +6,12 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
+from infra.spec.shapes import CredentialUrl
 from providers.base import ProviderOptions
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 MAX_NAME = 40        # room for the suffixes controllers add (pods, claims, revisions)
 
 
@@ -81,12 +83,22 @@ class KubernetesOptions(ProviderOptions):
     rollout_poll_seconds: float = Field(default=5.0, gt=0, le=300)
     # Also run the shared readiness gate (/health, /v1/models) against this URL (e.g. the
     # Ingress) once the rollout is done.
-    gate_url: Optional[str] = Field(default=None, pattern=r"^https?://")
+    # The gate sends the endpoint's API key there: https, or http to this machine only.
+    gate_url: Optional[CredentialUrl] = None
 
-    @field_validator("labels")
+    @field_validator("labels", "node_selector")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        # Kubernetes' label syntax (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#syntax-and-character-set):
+        # an optional DNS-subdomain prefix and a name of at most 63 characters; the value at
+        # most 63 characters of the same set, or empty.
         for key, val in v.items():
-            if not re.fullmatch(r"([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?", key) or len(val) > 63:
-                raise ValueError(f"label {key}={val!r} is not a valid Kubernetes label")
+            prefix, _, name = key.rpartition("/")
+            if (not LABEL_NAME.fullmatch(name) or len(name) > 63 or len(prefix) > 253
+                    or (prefix and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", prefix))):
+                raise ValueError(f"label key {key!r} is not a Kubernetes label key (letters, digits, '-', '_', '.', "
+                                 "at most 63, optionally after a DNS prefix and '/')")
+            if not isinstance(val, str) or len(val) > 63 or (val and not LABEL_NAME.fullmatch(val)):
+                raise ValueError(f"label value {val!r} of {key!r} is not a Kubernetes label value (letters, digits, "
+                                 "'-', '_', '.', at most 63, starting and ending with a letter or digit)")
         return v

@@ -49,6 +49,13 @@ def dns_name(text: str, limit: int = MAX_NAME) -> str:
     return name
 
 
+def kube_literal(value: str) -> str:
+    """The kubelet expands `$(NAME)` in a container's command and args from its environment
+    (https://kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/),
+    so a user's `$(VLLM_API_KEY)` would put the key in argv; `$$(` is the documented escape."""
+    return value.replace("$(", "$$(")
+
+
 class KubernetesProvider(Provider):
     name = "kubernetes"
     title = "Kubernetes"
@@ -125,10 +132,10 @@ class KubernetesProvider(Provider):
         lines = [c[len("RUN "):] for c in spec.engine.setup_commands]
         if spec.engine.pip_packages:
             lines.append("pip install --no-cache-dir " + " ".join(shlex.quote(p) for p in spec.engine.pip_packages))
-        return lines
+        return [kube_literal(line) for line in lines]
 
     def _containers(self, spec: NodeSpec, command: EngineCommand) -> dict[str, dict[str, Any]]:
-        argv = list(command.argv)
+        argv = [kube_literal(a) for a in command.argv]
         if command.api_key_flag:
             # The key never appears in the manifest: the kubelet expands $(VAR) from the env.
             argv += [command.api_key_flag, f"$({command.api_key_env})"]

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from infra.common.http import HttpError, RestClient, RetryPolicy
 from infra.common.secrets import redact
+from infra.spec.shapes import credential_url
 
 # The document's `servers` entry; paths carry the /v2 prefix.
 DEFAULT_API_URL = "https://api.runpod.io"
@@ -26,8 +27,13 @@ LIVE = ("PROVISIONING", "STARTING", "RUNNING")
 
 
 def api_url(option: Optional[str] = None) -> str:
-    """The API root: option runpod.apiUrl, else env RUNPOD_API_URL, else the document's server."""
+    """The API root: option runpod.apiUrl, else env RUNPOD_API_URL, else the document's server.
+    The API key goes there, so the environment's value has the option's shape too."""
     url = (option or os.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+    try:
+        credential_url(url)
+    except ValueError as e:
+        raise RunPodError(f"{API_URL_ENV} {url!r} {e}") from None
     return url[: -len("/v2")] if url.endswith("/v2") else url
 
 

@@ -5,6 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, SecretStr
 
+from infra.spec.shapes import CredentialUrl
 from providers.base import ProviderOptions
 
 DC_PATTERN = r"^[A-Z]{2}-[A-Z0-9]+-\d+$"
@@ -38,8 +39,9 @@ class RunPodOptions(ProviderOptions):
     allowed_cuda_versions: list[str] = Field(default_factory=list)
     # Fail `up` before creating anything when the catalog reports no stock (default: warn).
     fail_on_no_availability: bool = False
-    # REST API base (the OpenAPI document's server). Also env RUNPOD_API_URL.
-    api_url: Optional[str] = Field(default=None, pattern=r"^https?://")
+    # REST API base (the OpenAPI document's server). Also env RUNPOD_API_URL. The API key is
+    # sent there: https, or http to this machine only (infra/spec/shapes.py).
+    api_url: Optional[CredentialUrl] = None
     # The RunPod API key from stack config (`pulumi config set --secret --path
     # glmserve:runpod.apiKey ...`); else env RUNPOD_API_KEY. Kept in state as a secret so that
     # refresh and destroy reach the API with the same key.

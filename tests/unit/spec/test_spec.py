@@ -147,3 +147,18 @@ def test_weak_api_keys_are_refused_without_echoing_them(key):
     msg = error_of({"secrets": {"apiKey": {"value": key}}})
     assert "secrets.apiKey" in msg and "[secret]" in msg
     assert f"'{key}'" not in msg or not key
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("https://rest.runpod.io/v1", True), ("http://127.0.0.1:8080", True), ("http://[::1]:9/x", True),
+    ("http://localhost:1", True), ("http://api.example.com", False), ("ftp://127.0.0.1", False),
+    ("https://user:pw@api.example.com", False), ("https://", False), ("https://a.example.com:port", False),
+    ("https://a.example.com\n", False), ("http://127.0.0.1.example.com", False),
+])
+def test_credential_urls_are_https_or_loopback(url, ok):
+    from infra.spec.shapes import credential_url
+    if ok:
+        assert credential_url(url) == url
+    else:
+        with pytest.raises(ValueError):
+            credential_url(url)
