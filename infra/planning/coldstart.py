@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from infra.planning.capacity import Assumption, ConfigError, load_data
+from infra.planning.sources import Assumption, ConfigError, load_data
 
 GB = 1e9
 GIB = 1 << 30

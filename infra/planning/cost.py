@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from infra.planning.capacity import Assumption, ConfigError, load_data
+from infra.planning.sources import Assumption, ConfigError, load_data
 
 PriceOverride = Union[float, int, dict, None]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from infra.planning import coldstart as cs
-from infra.planning.capacity import ConfigError
+from infra.planning.sources import ConfigError
 
 from tests.helpers import ROOT  # noqa: E402
 SEED = cs.constants()["seed"]

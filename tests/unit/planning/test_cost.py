@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from infra.planning import cost
-from infra.planning.capacity import ConfigError
+from infra.planning.sources import ConfigError
 
 
 def test_price_table_has_source_and_date():
