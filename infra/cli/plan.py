@@ -14,7 +14,8 @@ from typing import Any
 from infra.common.errors import GlmserveError, Problem
 from infra.planning import coldstart as cs_mod
 from infra.planning.kv_cache import KV_CACHE_DTYPES
-from infra.planning.plan import PROVIDERS, plan_adhoc, plan_for_spec
+from infra.config import providers
+from infra.planning.plan import plan_adhoc, plan_for_spec
 from infra.planning.report import Plan
 from infra.spec.gpus import gpu_catalog
 
@@ -45,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     n.add_argument("--block-size", type=int, help="KV block size in tokens; default 64 for MLA, 16 for GQA")
     n.add_argument("--load-strategy", choices=cs_mod.LOAD_STRATEGIES, help="--safetensors-load-strategy")
     c = parser.add_argument_group("cost and cold start")
-    c.add_argument("--provider", choices=PROVIDERS, help="default: the stack's, or none")
-    c.add_argument("--storage", choices=cs_mod.STORAGES, help="where the weights are read from at start")
+    c.add_argument("--provider", choices=providers.names(), help="default: the stack's, or none")
+    c.add_argument("--storage", help="where the weights are read from at start (local-disk, hf-download, "
+                                     "or a storage of the provider's catalogue)")
     c.add_argument("--price-per-gpu-hour", type=float, help="override the price table (USD per GPU-hour)")
     c.add_argument("--min-replicas", type=int, help="keep-warm replicas (serverless)")
     c.add_argument("--scaledown-window", type=float, help="seconds a serverless replica stays up after a request")

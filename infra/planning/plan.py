@@ -24,27 +24,57 @@ from infra.planning import coldstart as cs_mod
 from infra.planning import cost as cost_mod
 from infra.planning.capacity import CapacityInputs, evaluate
 from infra.planning.model_config import arch_from_profile
+from infra.planning.provider_facts import ProviderFacts
 from infra.planning.report import Plan
 from infra.planning.sources import Assumption, ConfigError
-
-PROVIDERS = ("modal", "runpod", "kubernetes", "none")
-
 
 @dataclass(frozen=True)
 class PlanOptions:
     """What a plan needs beyond the node's capacity: the provider, where the weights are read
     from, the scaling policy, the usage and the price."""
 
-    provider: str = "none"
+    provider: ProviderFacts
     load_strategy: Optional[str] = None
     storage: Optional[str] = None
-    runpod_volume: Optional[str] = None
     min_replicas: int = 0
     max_replicas: int = 1
     scaledown_window: float = 900
     startup_timeout_s: Optional[float] = None
     usage: cost_mod.Usage = field(default_factory=cost_mod.Usage)
     price_override: Any = None
+
+
+def provider_facts(name: str, spec: Any = None, options: Optional[dict] = None) -> ProviderFacts:
+    """Ask the provider named ``name`` (through the registry) for its planning facts, for the
+    node ``spec`` or, ad hoc, for its option block ``options`` (its defaults when None)."""
+    from infra.config import providers as registry
+
+    provider = registry.get(name)
+    if not callable(getattr(provider, "planning_facts", None)):
+        raise ConfigError("provider", "gives the planner no facts (it has no planning_facts hook)", value=name)
+    if spec is not None:
+        return provider.planning_facts(spec)
+    return provider.planning_facts(None, provider.options_model.model_validate(options) if options else None)
+
+
+def _comparison(facts: ProviderFacts, gpu: str) -> tuple[Optional[ProviderFacts], Optional[ProviderFacts]]:
+    """The serverless and the dedicated provider the cost comparison weighs: the node's own
+    provider for its billing model, and for the other the installed provider with the lowest
+    catalogue price for the GPU."""
+    from infra.config import providers as registry
+
+    best: dict[str, ProviderFacts] = {facts.billing: facts} if facts.bills else {}
+    for name in registry.names():
+        try:
+            other = provider_facts(name)
+        except (GlmserveError, ConfigError):
+            continue                # not installed here, or not a planning provider
+        if not other.bills or other.billing in best and best[other.billing] is facts or gpu not in other.prices:
+            continue
+        now = best.get(other.billing)
+        if now is None or other.prices[gpu].per_gpu_hour < now.prices[gpu].per_gpu_hour:
+            best[other.billing] = other
+    return best.get("serverless"), best.get("dedicated")
 
 
 def _user_error(e: ConfigError, file: Optional[str] = None) -> GlmserveError:
@@ -90,9 +120,8 @@ def _inputs(profile: dict, *, gpu: str, gpus: int, tp: Optional[int], pp: Option
 
 
 def _build(inputs: CapacityInputs, opts: PlanOptions, source: dict[str, Any], extra_warnings: list[str]) -> Plan:
-    provider = opts.provider or "none"
-    if provider not in PROVIDERS:
-        raise ConfigError("provider", "unknown provider", value=provider, allowed=", ".join(PROVIDERS))
+    facts = opts.provider
+    provider = facts.provider
     arch, profile = inputs.arch, inputs.profile
     gpu, gpus, tp, pp, nodes = inputs.gpu_type, inputs.gpus, inputs.tp, inputs.pp, inputs.nodes
     load_strategy, storage, enforce_eager = opts.load_strategy, opts.storage, inputs.enforce_eager
@@ -102,34 +131,40 @@ def _build(inputs: CapacityInputs, opts: PlanOptions, source: dict[str, Any], ex
     if nodes > 1:
         # Every node of a multi-node engine reads its own share of the checkpoint, in parallel.
         read_gib /= nodes
-    cold = cs_mod.estimate(provider, read_gib, load_strategy=load_strategy, enforce_eager=bool(enforce_eager),
-                           moe=arch.is_moe, storage=storage, runpod_volume=opts.runpod_volume)
+    cold = cs_mod.estimate(facts, read_gib, load_strategy=load_strategy, enforce_eager=bool(enforce_eager),
+                           moe=arch.is_moe, storage=storage)
+    serverless, dedicated = _comparison(facts, gpu)
     serverless_cold = None
-    if provider != "modal":
-        serverless_cold = cs_mod.estimate("modal", read_gib, load_strategy=load_strategy,
+    if serverless is not None and serverless is not facts:
+        serverless_cold = cs_mod.estimate(serverless, read_gib, load_strategy=load_strategy,
                                           enforce_eager=bool(enforce_eager), moe=arch.is_moe).total_s
     cost = cost_mod.cost_report(
-        provider, gpu, int(gpus) * nodes, min_replicas=opts.min_replicas, max_replicas=opts.max_replicas,
+        facts, gpu, int(gpus) * nodes, min_replicas=opts.min_replicas, max_replicas=opts.max_replicas,
         scaledown_window_s=float(opts.scaledown_window), cold_start_s=cold.total_s,
-        serverless_cold_start_s=serverless_cold, usage=opts.usage, price_override=opts.price_override)
+        serverless_cold_start_s=serverless_cold, usage=opts.usage, price_override=opts.price_override,
+        serverless=serverless, dedicated=dedicated)
     warnings = list(extra_warnings)
     read_s = cold.terms["weights_read_s"]
     if read_s > 600:
         faster = []
-        if provider == "runpod" and storage is None:
-            for vol in ("persistent", "network"):
-                alt = cs_mod.estimate(provider, read_gib, load_strategy=load_strategy, enforce_eager=enforce_eager,
-                                      moe=arch.is_moe, runpod_volume=vol)
+        if storage is None:
+            # The other storages the provider's option block can choose.
+            for choice in facts.choices:
+                alt = cs_mod.estimate(facts, read_gib, load_strategy=load_strategy, enforce_eager=enforce_eager,
+                                      moe=arch.is_moe, storage=choice.storage)
                 if alt.terms["weights_read_s"] < read_s * 0.8:
-                    faster.append(f"runpod.volume {vol} ({alt.storage}): ~{alt.terms['weights_read_s'] / 60:.0f} min")
+                    faster.append(f"{choice.setting} ({alt.storage}): ~{alt.terms['weights_read_s'] / 60:.0f} min")
         if load_strategy != "prefetch":
-            alt = cs_mod.estimate(provider, read_gib, load_strategy="prefetch", enforce_eager=enforce_eager,
+            alt = cs_mod.estimate(facts, read_gib, load_strategy="prefetch", enforce_eager=enforce_eager,
                                   moe=arch.is_moe, storage=cold.storage)
             if alt.terms["weights_read_s"] < read_s * 0.8:
                 faster.append(f"serving.loadStrategy prefetch: ~{alt.terms['weights_read_s'] / 60:.0f} min")
         warnings.append(f"reading {read_gib:.0f} GiB of weights from {cold.storage} takes ~{read_s / 60:.0f} min "
                         f"at every start" + (f"; faster: {', '.join(faster)}" if faster else ""))
-    if cost["price"] is None and provider != "none":
+    if facts.unknown():
+        warnings.append(f"the {provider} provider's catalogue gives no {', '.join(facts.unknown())}: the cold start "
+                        "counts them as 0 (unknown)")
+    if cost["price"] is None and not facts.free:
         warnings.append(f"no price for {gpu} on {provider}: cost_per_hour_usd is null; pass a price "
                         "(--price-per-gpu-hour or provider_price_override)")
     startup_timeout_s = opts.startup_timeout_s
@@ -162,7 +197,7 @@ def plan_adhoc(profile_or_config: dict, gpu: str = "H200", gpus: int = 8, tp: Op
                gpu_memory_utilization: float = 0.9, weights_gib: Optional[float] = None,
                enforce_eager: bool = False, speculative_tokens: int = 0, provider: Optional[str] = None, *,
                speculative_method: Optional[str] = "mtp", load_strategy: Optional[str] = None,
-               storage: Optional[str] = None, runpod_volume: Optional[str] = None, min_replicas: int = 0,
+               storage: Optional[str] = None, provider_options: Optional[dict] = None, min_replicas: int = 0,
                max_replicas: int = 1, scaledown_window: float = 900, startup_timeout_s: Optional[float] = None,
                hours_per_day: Optional[float] = None, requests_per_day: Optional[float] = None,
                busy_seconds_per_request: Optional[float] = None, price_per_gpu_hour: Any = None,
@@ -172,7 +207,8 @@ def plan_adhoc(profile_or_config: dict, gpu: str = "H200", gpus: int = 8, tp: Op
     """A plan from a model profile (a dict with a ``config`` block) or a bare config.json dict.
 
     Defaults follow vLLM: TP = all GPUs, --kv-cache-dtype auto, --max-model-len from the
-    config, --gpu-memory-utilization 0.9. Raises GlmserveError for inputs a user can fix."""
+    config, --gpu-memory-utilization 0.9. ``provider_options`` is the provider's option block
+    (``glmserve:<provider>``; its defaults when None). Raises GlmserveError for inputs a user can fix."""
     try:
         profile = _as_profile(profile_or_config, name)
         inputs = _inputs(profile, gpu=gpu, gpus=gpus, tp=tp, pp=pp, nodes=nodes, weights_gib=weights_gib,
@@ -181,8 +217,9 @@ def plan_adhoc(profile_or_config: dict, gpu: str = "H200", gpus: int = 8, tp: Op
                          gpu_memory_utilization=float(gpu_memory_utilization), enforce_eager=bool(enforce_eager),
                          max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
                          block_size=block_size)
-        opts = PlanOptions(provider=provider or "none", load_strategy=load_strategy, storage=storage,
-                           runpod_volume=runpod_volume, min_replicas=min_replicas, max_replicas=max_replicas,
+        opts = PlanOptions(provider=provider_facts(provider or "none", options=provider_options),
+                           load_strategy=load_strategy, storage=storage,
+                           min_replicas=min_replicas, max_replicas=max_replicas,
                            scaledown_window=scaledown_window, startup_timeout_s=startup_timeout_s,
                            usage=cost_mod.Usage(hours_per_day, requests_per_day, busy_seconds_per_request),
                            price_override=price_per_gpu_hour)
@@ -248,8 +285,6 @@ def plan_for_spec(spec: Any, provider_price_override: Any = None, *, overrides: 
         if "speculative_tokens" in ov:
             spec_tokens = int(ov["speculative_tokens"])
             spec_method = spec_method or "mtp"
-        provider = ov.get("provider", spec.provider)
-        runpod_volume = spec.options_for("runpod").get("volume") if provider == "runpod" else None
         inputs = _inputs(
             profile,
             gpu=ov.get("gpu", spec.gpu.type),
@@ -270,10 +305,9 @@ def plan_for_spec(spec: Any, provider_price_override: Any = None, *, overrides: 
             block_size=ov.get("block_size", extra.get("block_size")),
         )
         opts = PlanOptions(
-            provider=provider,
+            provider=provider_facts(ov.get("provider", spec.provider), spec),
             load_strategy=ov.get("load_strategy", s.load_strategy),
             storage=ov.get("storage"),
-            runpod_volume=runpod_volume,
             min_replicas=int(ov.get("min_replicas", spec.scaling.min_replicas)),
             max_replicas=int(ov.get("max_replicas", spec.scaling.max_replicas)),
             scaledown_window=float(ov.get("scaledown_window", spec.scaling.scaledown_window)),
