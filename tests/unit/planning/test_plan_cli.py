@@ -238,3 +238,34 @@ def test_plan_modules_do_not_import_pulumi():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_a_provider_registered_at_run_time_is_planned_from_its_own_facts():
+    from infra.config import providers
+    from providers.base import Provider
+
+    class Bare(Provider):
+        """A provider whose package has no catalogue: the plan must not borrow another's figures."""
+        name = "bare-test"
+        title = "Bare"
+
+    providers.register("bare-test", Bare())
+    try:
+        plan = plan_mod.plan_adhoc(load_profile("glm-5.2-fp8"), provider="bare-test", kv_cache_dtype="fp8",
+                                   max_model_len=131072, gpu_memory_utilization=0.92, enforce_eager=True)
+        data = plan.to_json()
+        assert data["provider"] == "bare-test" and data["cold_start"]["storage"] == "unknown"
+        assert data["cold_start"]["terms_s"]["provision_s"] == 0
+        assert any("bare-test provider's catalogue gives no planning.provision_s" in w for w in plan.warnings())
+        assert {"bare-test provisioning (s)": "unknown"}.items() <= {a["what"]: a["value"]
+                                                                     for a in data["assumptions"]}.items()
+        assert data["cost_per_hour_usd"] is None
+        assert plan_mod.plan_adhoc(load_profile("glm-5.2-fp8"), provider="bare-test",
+                                   price_per_gpu_hour=2.0).cost_per_hour_usd == 16.0
+        providers.register("no-hook-test", object())
+        with pytest.raises(GlmserveError) as e:
+            plan_mod.plan_adhoc(load_profile("glm-5.2-fp8"), provider="no-hook-test")
+        assert e.value.problems[0].key == "provider"
+    finally:
+        providers.unregister("bare-test")
+        providers.unregister("no-hook-test")
