@@ -1,6 +1,7 @@
 """Capacity: how vLLM divides each GPU's memory, and whether a node fits.
 
-The model follows vLLM's own accounting (shared/REFERENCE.md section 3)::
+The model follows vLLM's own accounting (vLLM 0.33, vllm/v1/worker/gpu_worker.py
+determine_available_memory and vllm/v1/core/kv_cache_utils.py; https://pypi.org/project/vllm/0.33.0/)::
 
     requested    = GPU memory (as the driver reports it) x gpu_memory_utilization
     available_kv = requested - weights - activation peak - non-torch - CUDA-graph estimate
@@ -230,7 +231,7 @@ def evaluate(inp: CapacityInputs, search: bool = True) -> Capacity:
         Assumption("activation peak per GPU (GiB)", rounded(act_gib), mc["activation"]["source"]),
         Assumption("non-torch memory per GPU (GiB)", rounded(non_torch), nt["source"]),
         Assumption("CUDA-graph memory estimate per GPU (GiB)", rounded(cudagraph),
-                   "0 with --enforce-eager (REFERENCE section 3)" if inp.enforce_eager else cg["source"]),
+                   "0 with --enforce-eager (vLLM 0.33 vllm/v1/worker/gpu_worker.py: no CUDA graphs are captured)" if inp.enforce_eager else cg["source"]),
         Assumption("KV block size (tokens)", kv.block_size,
                    "--block-size" if inp.block_size else mc["block_size"]["source"]),
         Assumption("max_num_seqs / max_num_batched_tokens", [seqs, batched],
@@ -240,8 +241,8 @@ def evaluate(inp: CapacityInputs, search: bool = True) -> Capacity:
     if a.is_dsa:
         assumptions.append(Assumption(
             "layers with a DSA indexer (main model; MTP layers always have one)", len(a.indexer_layers),
-            "vLLM 0.33 deepseek_v2.py: index_topk_freq / index_skip_topk_offset (REFERENCE section 3; "
-            "vLLM 0.23 gave every layer one)"))
+            "vLLM 0.33 vllm/model_executor/models/deepseek_v2.py: index_topk_freq / index_skip_topk_offset "
+            "(vLLM 0.23 gave every layer one)"))
     if inp.speculative_tokens and not inp.mtp:
         if (inp.speculative_method or "mtp") == "mtp":
             warnings.append("speculative method mtp needs MTP layers, but the model config has no "

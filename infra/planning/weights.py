@@ -74,7 +74,7 @@ def _layer_parts(a: Arch, i: int, tp: int, mtp: bool, loaded: bool) -> list[Weig
     add("norms", 2 * h, bf, False)
     if mtp:
         # eh_proj (2h -> h, a plain nn.Linear in vLLM) and the MTP norms; embedding and lm_head
-        # are the target's (REFERENCE section 3: the drafter reuses them).
+        # are the target's (vLLM vllm/model_executor/models/deepseek_mtp.py: the drafter reuses them).
         add("MTP layer", 2 * h * h, bf, False)
         add("MTP layer", 3 * h, bf, False)
     return parts
