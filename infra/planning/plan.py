@@ -11,8 +11,10 @@ The Plan (infra/planning/report.py) gives the JSON schema, the text report, the 
 node does not fit, with the knobs that would fix it) and the warnings. User errors raise
 infra.common.errors.GlmserveError.
 
-Imports stay light (yaml and the standard library; pydantic only for a stack): the whole
-command runs well under 0.3 s.
+The provider is asked for its facts (prices, provisioning, image pull, storage) through the
+registry (``Provider.planning_facts``); the planner never names one. The planning modules
+themselves import only yaml and the standard library (no Pulumi), so a plan stays fast
+(bench/plan_bench.py times it).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from infra.planning.model_config import arch_from_profile
 from infra.planning.provider_facts import ProviderFacts
 from infra.planning.report import Plan
 from infra.planning.sources import Assumption, ConfigError
+
 
 @dataclass(frozen=True)
 class PlanOptions:
@@ -69,8 +72,8 @@ def _comparison(facts: ProviderFacts, gpu: str) -> tuple[Optional[ProviderFacts]
             other = provider_facts(name)
         except (GlmserveError, ConfigError):
             continue                # not installed here, or not a planning provider
-        if not other.bills or other.billing in best and best[other.billing] is facts or gpu not in other.prices:
-            continue
+        if not other.bills or gpu not in other.prices or best.get(other.billing) is facts:
+            continue                # bills nothing, has no price, or the node's own provider bills this way
         now = best.get(other.billing)
         if now is None or other.prices[gpu].per_gpu_hour < now.prices[gpu].per_gpu_hour:
             best[other.billing] = other
