@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Wall time of `glmserve plan` and `glmserve render` as whole processes.
+"""Wall time of `glmserve plan` (of a stack, and ad hoc) and `glmserve render` as whole processes.
 
     .venv/bin/python bench/plan_bench.py [--runs 15] [--stack modal-prod] [--target 0.3] [--json]
 
 Each command runs N times as a subprocess (after one warm-up run that fills the OS file
 cache); the median is compared with the target (0.3 s by default). The exit status is 0 when
 every median meets the target, 1 when one misses it, and 0 with a "skipped" message when
-.venv/bin/glmserve does not exist yet. `--module` also times `python -m infra.cli plan`, which
-works before the console script is wired. Not a unit test: timings belong here, not in pytest.
+.venv/bin/glmserve does not exist yet. The ad-hoc plan (`--model-config PROFILE`, no stack) times
+the planner without the stack reader: the CLI (infra/cli/plan.py), the planner (infra/planning/)
+and the providers it asks for their facts through the registry. `--module` also times
+`python -m infra.cli plan`, the same command from a checkout without the console script. Not a
+unit test: timings belong here, not in pytest.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--stack", default="modal-prod")
+    ap.add_argument("--profile", default="glm-5.2-fp8", help="model profile of the ad-hoc plan")
     ap.add_argument("--target", type=float, default=0.3, help="seconds, per command median")
     ap.add_argument("--module", action="store_true", help="also time `python -m infra.cli plan`")
     ap.add_argument("--json", action="store_true")
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     skipped = None
     if glmserve.exists():
         commands["plan"] = [str(glmserve), "plan", "--stack", args.stack, "--json"]
+        commands["plan (ad hoc)"] = [str(glmserve), "plan", "--model-config", args.profile, "--kv-cache-dtype", "fp8",
+                                     "--max-model-len", "131072", "--json"]
         commands["render"] = [str(glmserve), "render", "--stack", args.stack]
     else:
         skipped = f"skipped: {glmserve.relative_to(ROOT)} does not exist yet (the glmserve CLI is not installed)"

@@ -7,6 +7,8 @@ The core finds a provider through the registry (infra/config/providers.py) and a
   own option block (``options_model``), then the provider's own ``check`` for the rest;
 * ``warnings(spec)``: settings it accepts but does not apply (``ignored``);
 * ``billing`` and ``gpu_id``: catalogue facts (``catalog.yaml`` beside the provider module);
+* ``planning_facts(spec)``: what the planner needs (prices, provisioning, image pull, where
+  the weights are read from with the node's options), from the same catalogue;
 * ``missing_credentials``, ``deploy_variables``, ``artifact`` and ``create_resources``.
 
 A provider package (``providers/<name>/``) declares all of it; the core never names one.
@@ -29,6 +31,7 @@ from infra.common.secrets import register
 from infra.config import providers as registry
 from infra.deploy.target import DeployContext, Endpoint
 from infra.engine.render import EngineCommand
+from infra.planning.provider_facts import ProviderFacts, facts_from_catalog
 from infra.spec.model import NodeSpec
 
 
@@ -112,6 +115,17 @@ class Provider:
             return gpu_type
         row = gpus.get(gpu_type)
         return row["id"] if row else None
+
+    def planning_facts(self, spec: Optional[NodeSpec] = None, opts: Optional[ProviderOptions] = None) -> ProviderFacts:
+        """The planner's facts for a node with these options (the option block's defaults when
+        neither ``spec`` nor ``opts`` is given: an ad-hoc plan)."""
+        if opts is None:
+            opts = self.options(spec) if spec is not None else self.options_model()
+        fields = self.options_model.model_fields
+
+        def key(name: str) -> str:
+            return fields[name].alias or name if name in fields else name
+        return facts_from_catalog(self.name, self.catalog, lambda name: getattr(opts, name, None), key)
 
     # ------------------------------------------------------------------ checks
     def options(self, spec: NodeSpec) -> ProviderOptions:

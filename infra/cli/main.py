@@ -77,7 +77,7 @@ def cmd_stacks(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from infra.planning import plan
+    from infra.cli import plan
     return plan.run(args)
 
 
@@ -190,11 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_render)
 
     pl = sub.add_parser("plan", help="capacity, cost and cold start for a stack or an ad-hoc node", allow_abbrev=False)
-    try:
-        from infra.planning import plan as plan_mod
-        plan_mod.add_arguments(pl)
-    except ImportError:
-        pass
+    from infra.cli import plan as plan_cli
+    plan_cli.add_arguments(pl)
     pl.set_defaults(func=cmd_plan)
 
     s = sub.add_parser("stacks", help="list the stacks under stacks/")

@@ -47,7 +47,7 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 MIN_API_KEY_LEN = 16
-# Providers whose nodes bill while they exist (infra/data/pricing.yaml `billing: dedicated`).
+# Providers whose nodes bill while they exist (their catalog.yaml says `billing: dedicated`).
 DEDICATED = ("runpod",)
 ENCRYPTED = "[encrypted]"           # what infra.stackfile reads for a `secure:` value offline
 
@@ -228,7 +228,7 @@ def _max_cost(spec, plan, ctx) -> list[Violation]:
         return [Violation("max-cost", "policy.maxCostPerHour",
                           f"cannot be checked: no price for {spec.gpu.type} on {spec.provider}",
                           value=limit, file=ctx["file"],
-                          fix="add the price to infra/data/pricing.yaml")]
+                          fix=f"add the price to providers/{spec.provider}/catalog.yaml")]
     if worst > limit + 1e-9:
         per = cost.get("cost_per_hour_usd")
         replicas = spec.scaling.max_replicas

@@ -1,22 +1,24 @@
 """Cold start: the time from `up` (or a request that scales a serverless app up from zero)
-to ready, as a sum of terms whose constants are data (``infra/data/coldstart.yaml``)::
+to ready, as a sum of terms whose constants are data::
 
     provision + image pull + weight read + engine init + CUDA graphs + first request warm-up
 
-The weight read is the checkpoint size divided by the storage bandwidth, which depends on the
-storage (Modal volume, RunPod network volume, local disk, a fresh Hugging Face download) and
-on ``--safetensors-load-strategy``. CUDA graphs cost nothing in eager mode.
+Provisioning, the image pull speed and where the weights are read from are the provider's
+facts (:class:`~infra.planning.provider_facts.ProviderFacts`, from its catalogue); the rest is
+the engine's (``infra/data/coldstart.yaml``). The weight read is the checkpoint size divided
+by the storage bandwidth, which depends on the storage (a provider's volume, local disk, a
+fresh Hugging Face download) and on ``--safetensors-load-strategy``. CUDA graphs cost nothing
+in eager mode. A figure the provider does not give counts as 0 and is said to be unknown.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from infra.planning.capacity import Assumption, ConfigError, load_data
+from infra.planning.sources import Assumption, ConfigError, load_data
 
 GB = 1e9
 GIB = 1 << 30
-STORAGES = ("modal-volume", "runpod-network-volume", "local-disk", "hf-download")
 LOAD_STRATEGIES = ("lazy", "eager", "prefetch", "torchao")
 
 
@@ -24,22 +26,22 @@ def constants() -> dict[str, Any]:
     return load_data("coldstart.yaml")
 
 
-def storage_for(provider: Optional[str], runpod_volume: Optional[str] = None) -> str:
-    """Where a provider reads the weights from once they are cached."""
-    ps = constants()["provider_storage"]
-    entry = ps.get(provider or "none", ps["none"])
-    if isinstance(entry, dict):
-        vol = runpod_volume or entry.get("default")
-        if vol not in entry or vol == "default":
-            raise ConfigError(f"{provider}.volume", "unknown volume kind", value=runpod_volume,
-                              allowed=", ".join(k for k in entry if k != "default"))
-        return entry[vol]
-    return entry
+UNKNOWN = "unknown"
 
 
-def _provider_value(table: dict, provider: Optional[str]) -> tuple[float, str]:
-    row = table.get(provider or "none") or table["none"]
-    return float(row["value"]), str(row.get("source", ""))
+def storages(facts: ProviderFacts) -> dict[str, dict[str, Any]]:
+    """Every storage a node of this provider can read the weights from: the provider's own
+    and the ones every provider has (local disk, a fresh download)."""
+    own = {name: {"description": st.description, "gbps": st.gbps, "source": st.source}
+           for name, st in facts.storages.items()}
+    return {**own, **constants()["storage"]}
+
+
+def _term(figure: Optional[Figure], provider: str) -> tuple[float, Any, str]:
+    """A provider figure, or 0 said to be unknown."""
+    if figure is None:
+        return 0.0, UNKNOWN, f"the {provider} provider's catalogue gives no figure; counted as 0"
+    return figure.value, figure.value, figure.source
 
 
 @dataclass
@@ -83,33 +85,31 @@ class ColdStart:
         }
 
 
-def weight_read_seconds(weights_gib: float, storage: str, load_strategy: Optional[str]) -> float:
-    st = constants()["storage"]
-    if storage not in st:
-        raise ConfigError("storage", "unknown storage", value=storage, allowed=", ".join(st))
+def weight_read_seconds(weights_gib: float, storage: dict[str, Any], load_strategy: Optional[str]) -> float:
     strat = load_strategy or "lazy"
-    gbps = float(st[storage]["gbps"].get(strat, st[storage]["gbps"]["lazy"]))
+    gbps = float(storage["gbps"].get(strat, storage["gbps"]["lazy"]))
     return weights_gib * GIB / (gbps * GB)
 
 
-def estimate(provider: Optional[str], weights_gib: float, *, load_strategy: Optional[str] = None,
-             enforce_eager: bool = False, moe: bool = True, storage: Optional[str] = None,
-             runpod_volume: Optional[str] = None) -> ColdStart:
-    """Cold start of one replica. ``weights_gib`` is what the engine reads (the checkpoint,
-    less any layer it skips)."""
+def estimate(facts: ProviderFacts, weights_gib: float, *, load_strategy: Optional[str] = None,
+             enforce_eager: bool = False, moe: bool = True, storage: Optional[str] = None) -> ColdStart:
+    """Cold start of one replica on the provider ``facts`` describe. ``weights_gib`` is what
+    the engine reads (the checkpoint, less any layer it skips); ``storage`` overrides where
+    the provider reads it from."""
     c = constants()
-    provider = provider or "none"
+    provider = facts.provider
     if load_strategy is not None and load_strategy not in LOAD_STRATEGIES:
         raise ConfigError("serving.loadStrategy", "unknown load strategy", value=load_strategy,
                           allowed=", ".join(LOAD_STRATEGIES))
-    storage = storage or storage_for(provider, runpod_volume)
-    if storage not in c["storage"]:
-        raise ConfigError("--storage", "unknown storage", value=storage, allowed=", ".join(c["storage"]))
+    table = storages(facts)
+    if storage is not None and storage not in table:
+        raise ConfigError("--storage", "unknown storage", value=storage, allowed=", ".join(table))
+    storage = storage or facts.storage or UNKNOWN
     strat = load_strategy or "lazy"
-    provision, provision_src = _provider_value(c["provision_s"], provider)
-    pull_gbps, pull_src = _provider_value(c["image"]["pull_gbps"], provider)
+    provision, provision_value, provision_src = _term(facts.provision, provider)
+    pull_gbps, pull_value, pull_src = _term(facts.image_pull, provider)
     image_s = float(c["image"]["size_gb"]) / pull_gbps if pull_gbps > 0 else 0.0
-    read_s = weight_read_seconds(weights_gib, storage, strat)
+    read_s = weight_read_seconds(weights_gib, table[storage], strat) if storage in table else 0.0
     init_s = float(c["engine_init_s"]["moe" if moe else "dense"])
     graphs = 0.0 if enforce_eager else float(c["cuda_graphs_s"]["torch_compile"]) + float(c["cuda_graphs_s"]["capture"])
     warm = float(c["first_request_warmup_s"]["eager" if enforce_eager else "graphs"])
@@ -121,19 +121,23 @@ def estimate(provider: Optional[str], weights_gib: float, *, load_strategy: Opti
         "cuda_graphs_s": graphs,
         "first_request_warmup_s": warm,
     }
-    download = weight_read_seconds(weights_gib, "hf-download", strat) if storage != "hf-download" else 0.0
-    gbps = c["storage"][storage]["gbps"].get(strat, c["storage"][storage]["gbps"]["lazy"])
+    hf = table["hf-download"]
+    download = weight_read_seconds(weights_gib, hf, strat) if storage != "hf-download" else 0.0
+    if storage in table:
+        gbps: Any = table[storage]["gbps"].get(strat, table[storage]["gbps"]["lazy"])
+        read_src = table[storage]["source"]
+    else:
+        gbps, read_src = UNKNOWN, f"the {provider} provider's catalogue names no storage; the read is counted as 0"
     notes = [
-        Assumption(f"{provider} provisioning (s)", provision, provision_src),
-        Assumption(f"image pull: {c['image']['size_gb']} GB at {pull_gbps} GB/s", round(image_s, 1),
-                   f"{c['image']['size_source']}; {pull_src}"),
-        Assumption(f"weight read bandwidth, {storage} with load strategy {strat} (GB/s)", gbps,
-                   c["storage"][storage]["source"]),
+        Assumption(f"{provider} provisioning (s)", provision_value, provision_src),
+        Assumption(f"image pull: {c['image']['size_gb']} GB at {pull_value} GB/s",
+                   round(image_s, 1) if pull_value != UNKNOWN else UNKNOWN, f"{c['image']['size_source']}; {pull_src}"),
+        Assumption(f"weight read bandwidth, {storage} with load strategy {strat} (GB/s)", gbps, read_src),
         Assumption("engine initialisation (s)", init_s, c["engine_init_s"]["source"]),
         Assumption("CUDA-graph compile and capture (s)", graphs,
                    "none with --enforce-eager" if enforce_eager else c["cuda_graphs_s"]["source"]),
         Assumption("first request warm-up (s)", warm, c["first_request_warmup_s"]["source"]),
         Assumption("first deploy: the weights are downloaded from Hugging Face first (s)", round(download),
-                   c["storage"]["hf-download"]["source"]),
+                   hf["source"]),
     ]
     return ColdStart(provider, storage, strat, enforce_eager, weights_gib, terms, download, notes)

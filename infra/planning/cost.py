@@ -1,23 +1,23 @@
 """Cost: what a node costs while serving, while idle, per month, and serverless vs dedicated.
 
-Prices are data (``infra/data/pricing.yaml``, each with its source and date). A price given
-by the caller (a number in USD per GPU-hour, or a dict with ``per_gpu_hour``, ``source`` and
-``date``, e.g. from RunPod's live catalog) wins over the table.
+Prices and billing models are the provider's facts (its ``catalog.yaml``, each price with its
+source and date). A price given by the caller (a number in USD per GPU-hour, or a dict with
+``per_gpu_hour``, ``source`` and ``date``, e.g. from a provider's live catalogue) wins over them.
 
 Billing models:
 
-* serverless (Modal): per second while a container runs. After the last request a container
-  stays up for the scale-down window; ``min_replicas`` containers never scale to zero
-  (keep-warm). A scale-up from zero also bills its cold start.
-* dedicated (RunPod pods): per second from creation until the pod is stopped or deleted,
-  whatever the traffic: a pod that exists bills 24 hours a day.
+* serverless: per second while a container runs. After the last request a container stays
+  up for the scale-down window; ``min_replicas`` containers never scale to zero (keep-warm).
+  A scale-up from zero also bills its cold start.
+* dedicated: per second from creation until the node is stopped or deleted, whatever the
+  traffic: a node that exists bills 24 hours a day.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from infra.planning.capacity import Assumption, ConfigError, load_data
+from infra.planning.sources import Assumption, ConfigError, load_data
 
 PriceOverride = Union[float, int, dict, None]
 
@@ -51,19 +51,13 @@ class Price:
                 "source": self.source, "date": self.date, "overridden": self.overridden}
 
 
-def billing_of(provider: str) -> Optional[str]:
-    block = pricing().get(provider)
-    return block.get("billing") if isinstance(block, dict) else None
-
-
-def price_for(provider: Optional[str], gpu_type: str, override: PriceOverride = None) -> Optional[Price]:
-    """The price of one GPU-hour on ``provider``; None when neither the table nor the
+def price_for(facts: ProviderFacts, gpu_type: str, override: PriceOverride = None) -> Optional[Price]:
+    """The price of one GPU-hour on the provider; None when neither its catalogue nor the
     override has one. ``override`` wins: a number (USD per GPU-hour) or a dict with
     ``per_gpu_hour`` (or ``per_gpu_second``) and optional ``source``/``date``."""
-    if not provider:
-        return None
-    block = pricing().get(provider)
-    billing = block.get("billing", "dedicated") if isinstance(block, dict) else "dedicated"
+    # A provider that does not bill (its cluster is yours) is charged like a dedicated node
+    # when the caller gives a price.
+    billing = facts.billing if facts.bills else "dedicated"
     if override is not None:
         if isinstance(override, dict):
             if override.get("per_gpu_hour") is not None:
@@ -77,16 +71,11 @@ def price_for(provider: Optional[str], gpu_type: str, override: PriceOverride = 
             per_h, src, date = float(override), "caller override (USD per GPU-hour)", ""
         if per_h < 0:
             raise ConfigError("price", "must not be negative", value=per_h)
-        return Price(provider, gpu_type, per_h, billing, src, date, overridden=True)
-    if not isinstance(block, dict):
+        return Price(facts.provider, gpu_type, per_h, billing, src, date, overridden=True)
+    row = facts.prices.get(gpu_type)
+    if row is None:
         return None
-    row = (block.get("gpus") or {}).get(gpu_type)
-    if not row:
-        return None
-    unit = block.get("unit", "gpu_hour")
-    p = float(row["price"])
-    per_h = p * 3600 if unit == "gpu_second" else p
-    return Price(provider, gpu_type, per_h, billing, str(row.get("source", "")), str(row.get("date", "")))
+    return Price(facts.provider, gpu_type, row.per_gpu_hour, billing, row.source, row.date)
 
 
 @dataclass(frozen=True)
@@ -169,16 +158,20 @@ def _money(x: Optional[float]) -> Optional[float]:
     return None if x is None else round(float(x), 2)
 
 
-def cost_report(provider: Optional[str], gpu_type: str, gpus: int, *, min_replicas: int = 0,
+def cost_report(facts: ProviderFacts, gpu_type: str, gpus: int, *, min_replicas: int = 0,
                 max_replicas: int = 1, scaledown_window_s: float = 900, cold_start_s: float = 0.0,
                 serverless_cold_start_s: Optional[float] = None, usage: Optional[Usage] = None,
-                price_override: PriceOverride = None) -> dict[str, Any]:
-    """The cost section of a plan (a JSON-ready dict) plus the assumptions it rests on."""
+                price_override: PriceOverride = None, serverless: Optional[ProviderFacts] = None,
+                dedicated: Optional[ProviderFacts] = None) -> dict[str, Any]:
+    """The cost section of a plan (a JSON-ready dict) plus the assumptions it rests on.
+    ``serverless`` and ``dedicated`` are the providers the break-even comparison weighs
+    (``serverless_cold_start_s``: a cold start on the serverless one)."""
+    provider = facts.provider
     usage = usage or Usage()
     usage.validate()
     hpm = hours_per_month()
-    price = price_for(provider, gpu_type, price_override)
-    billing = price.billing if price else billing_of(provider or "")
+    price = price_for(facts, gpu_type, price_override)
+    billing = price.billing if price else (facts.billing if facts.bills else None)
     node_h = price.per_gpu_hour * gpus if price else None
     out: dict[str, Any] = {
         "provider": provider,
@@ -213,13 +206,11 @@ def cost_report(provider: Optional[str], gpu_type: str, gpus: int, *, min_replic
             out["idle_cost_per_month_usd"] = _money(node_h * min_replicas * hpm)
             out["cost_per_cold_start_usd"] = _money(node_h * cold_start_s / 3600)
             out["scaledown_tail_cost_usd"] = _money(node_h * scaledown_window_s / 3600)
-            notes.append(Assumption("serverless billing: per second while a container runs, including its "
-                                    "cold start and the scale-down window", True, "Modal pricing (per-second billing)"))
         else:
             out["idle_cost_per_hour_usd"] = _money(node_h)
             out["idle_cost_per_month_usd"] = _money(node_h * hpm)
-            notes.append(Assumption("dedicated billing: a pod bills all day while it exists, busy or not", True,
-                                    "RunPod pod billing (REFERENCE section 4: `cost` is USD per hour)"))
+        if facts.billing_note:
+            notes.append(Assumption(facts.billing_note.what, True, facts.billing_note.source))
         if usage.given:
             if billing == "serverless":
                 billed = serverless_billed_hours_per_day(usage, min_replicas, scaledown_window_s, cold_start_s)
@@ -237,10 +228,11 @@ def cost_report(provider: Optional[str], gpu_type: str, gpus: int, *, min_replic
     notes.append(Assumption("storage (volumes) and egress are not included", True, "glmserve cost model"))
 
     # Serverless vs dedicated for the same GPUs.
-    cmp = pricing().get("comparison") or {}
-    s_prov, d_prov = cmp.get("serverless", "modal"), cmp.get("dedicated", "runpod")
-    s_price = price if provider == s_prov and price else price_for(s_prov, gpu_type)
-    d_price = price if provider == d_prov and price else price_for(d_prov, gpu_type)
+    s_price = d_price = None
+    if serverless and dedicated:
+        s_prov, d_prov = serverless.provider, dedicated.provider
+        s_price = price if provider == s_prov and price else price_for(serverless, gpu_type)
+        d_price = price if provider == d_prov and price else price_for(dedicated, gpu_type)
     if s_price and d_price:
         s_h, d_h = s_price.per_gpu_hour * gpus, d_price.per_gpu_hour * gpus
         s_cold = cold_start_s if serverless_cold_start_s is None else serverless_cold_start_s

@@ -6,15 +6,17 @@ from pathlib import Path
 import pytest
 
 from infra.planning import coldstart as cs
-from infra.planning.capacity import ConfigError
+from infra.planning.plan import provider_facts
+from infra.planning.provider_facts import ProviderFacts
+from infra.planning.sources import ConfigError
 
 from tests.helpers import ROOT  # noqa: E402
 SEED = cs.constants()["seed"]
 
 
-def glm(provider="modal", **kw):
+def glm(provider="modal", options=None, **kw):
     kw.setdefault("enforce_eager", True)
-    return cs.estimate(provider, SEED["checkpoint_gib"], **kw)
+    return cs.estimate(provider_facts(provider, options=options), SEED["checkpoint_gib"], **kw)
 
 
 def test_seed_load_times_on_a_modal_volume():
@@ -52,10 +54,10 @@ def test_cuda_graphs_cost_time_unless_eager():
 
 
 def test_runpod_network_volume_takes_30_to_60_minutes():
-    c = glm("runpod", runpod_volume="network", load_strategy="prefetch")
+    c = glm("runpod", {"volume": "network"}, load_strategy="prefetch")
     assert c.storage == "runpod-network-volume"
     assert 30 * 60 <= c.terms["weights_read_s"] <= 60 * 60
-    local = glm("runpod", runpod_volume="persistent", load_strategy="prefetch")
+    local = glm("runpod", {"volume": "persistent"}, load_strategy="prefetch")
     assert local.storage == "local-disk"
     assert local.terms["weights_read_s"] < c.terms["weights_read_s"] / 5
 
@@ -67,13 +69,26 @@ def test_first_deploy_adds_a_fresh_download():
     assert glm(storage="hf-download").first_deploy_download_s == 0
 
 
-def test_storage_for_providers():
-    assert cs.storage_for("modal") == "modal-volume"
-    assert cs.storage_for("runpod") == "runpod-network-volume"
-    assert cs.storage_for("runpod", "persistent") == "local-disk"
-    assert cs.storage_for("none") == "local-disk"
-    with pytest.raises(ConfigError):
-        cs.storage_for("runpod", "nfs")
+def test_providers_say_where_they_read_the_weights():
+    assert provider_facts("modal").storage == "modal-volume"
+    assert provider_facts("runpod").storage == "runpod-network-volume"
+    assert provider_facts("runpod", options={"volume": "persistent"}).storage == "local-disk"
+    assert provider_facts("none").storage == "local-disk"
+    assert provider_facts("kubernetes").storage == "local-disk"
+    with pytest.raises(ValueError):            # the option block refuses a volume kind it lacks
+        provider_facts("runpod", options={"volume": "nfs"})
+
+
+def test_a_provider_without_facts_is_unknown_not_none():
+    bare = ProviderFacts(provider="bare", billing="dedicated")
+    c = cs.estimate(bare, SEED["checkpoint_gib"], enforce_eager=True)
+    assert c.storage == cs.UNKNOWN
+    assert c.terms["provision_s"] == c.terms["image_pull_s"] == c.terms["weights_read_s"] == 0
+    unknown = {a.what: a.value for a in c.assumptions if a.value == cs.UNKNOWN}
+    assert "bare provisioning (s)" in unknown and len(unknown) == 3
+    assert bare.unknown() == ["planning.provision_s", "planning.image_pull_gbps", "planning.storage"]
+    # It does not borrow another provider's figures (the none provider's local disk).
+    assert provider_facts("none").unknown() == []
 
 
 def test_unknown_inputs_are_config_errors():
@@ -87,9 +102,11 @@ def test_constants_have_sources():
     c = cs.constants()
     for name, row in c["storage"].items():
         assert row["source"], name
-    for table in (c["provision_s"], c["image"]["pull_gbps"]):
-        for provider, row in table.items():
-            assert row["source"], provider
+    for name in ("modal", "runpod", "kubernetes", "none"):
+        facts = provider_facts(name)
+        assert facts.provision.source and facts.image_pull.source, name
+        for storage in facts.storages.values():
+            assert storage.source and storage.gbps["lazy"] > 0, (name, storage.name)
     for key in ("engine_init_s", "cuda_graphs_s", "first_request_warmup_s"):
         assert c[key]["source"]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.planning import plan as plan_mod
+from infra.cli import plan as plan_cli
+from infra.planning import plan as plan_mod, report
 from infra.common.errors import GlmserveError
 from infra.spec.profiles import load_profile
 
@@ -28,12 +29,12 @@ def project_dir(monkeypatch):
 
 def parse(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="glmserve plan")
-    plan_mod.add_arguments(p)
+    plan_cli.add_arguments(p)
     return p.parse_args(list(argv))
 
 
 def run(capsys, *argv: str) -> tuple[int, str]:
-    rc = plan_mod.run(parse(*argv))
+    rc = plan_cli.run(parse(*argv))
     return rc, capsys.readouterr().out
 
 
@@ -50,9 +51,9 @@ def test_json_schema_key_set_is_stable(capsys):
     rc, out = run(capsys, "--stack", "modal-prod", "--json")
     data = json.loads(out)
     assert rc == 0
-    assert tuple(data) == plan_mod.JSON_KEYS
+    assert tuple(data) == report.JSON_KEYS
     assert REQUIRED <= set(data)
-    assert data["schema_version"] == plan_mod.SCHEMA_VERSION == 1
+    assert data["schema_version"] == report.SCHEMA_VERSION == 1
     for a in data["assumptions"]:
         assert set(a) == {"what", "value", "source"}
 
@@ -60,8 +61,8 @@ def test_json_schema_key_set_is_stable(capsys):
 def test_schema_is_documented():
     doc = (ROOT / "docs" / "plan-schema.md").read_text()
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", doc, flags=re.M))
-    assert documented == set(plan_mod.JSON_KEYS)
-    for key in plan_mod.SUMMARY_KEYS:
+    assert documented == set(report.JSON_KEYS)
+    for key in report.SUMMARY_KEYS:
         assert key in doc
 
 
@@ -183,7 +184,7 @@ def test_plan_api(glm_config):
     assert p.cost_per_hour_usd == pytest.approx(28.72)
     assert p.errors() == [] and isinstance(p.warnings(), list)
     s = p.summary()
-    assert tuple(s) == plan_mod.SUMMARY_KEYS
+    assert tuple(s) == report.SUMMARY_KEYS
     json.dumps(s)
     assert s["fits"] is True and s["cost_per_hour_usd"] == pytest.approx(28.72)
     adhoc = plan_mod.plan_adhoc(json.loads(glm_config.read_text()), "H200", 8, 8, "fp8", 131072, 0.92,
@@ -206,7 +207,7 @@ def test_plan_api(glm_config):
 ])
 def test_user_errors_raise_glmserve_error(argv, key):
     with pytest.raises(GlmserveError) as e:
-        plan_mod.run(parse(*argv))
+        plan_cli.run(parse(*argv))
     assert any(p.key == key for p in e.value.problems), str(e.value)
 
 
@@ -214,11 +215,11 @@ def test_unreadable_config_json(tmp_path):
     bad = tmp_path / "config.json"
     bad.write_text("{not json")
     with pytest.raises(GlmserveError):
-        plan_mod.run(parse("--model-config", str(bad)))
+        plan_cli.run(parse("--model-config", str(bad)))
     partial = tmp_path / "partial.json"
     partial.write_text(json.dumps({"hidden_size": 8}))
     with pytest.raises(GlmserveError) as e:
-        plan_mod.run(parse("--model-config", str(partial)))
+        plan_cli.run(parse("--model-config", str(partial)))
     assert e.value.problems[0].key == "config.num_hidden_layers"
 
 
@@ -231,8 +232,40 @@ def test_module_cli_prints_errors_without_traceback():
 
 
 def test_plan_modules_do_not_import_pulumi():
-    code = ("import sys, infra.planning.plan, infra.planning.capacity, infra.planning.cost, infra.planning.coldstart; "
+    code = ("import sys, infra.cli.plan, infra.planning.plan, infra.planning.capacity, infra.planning.cost, "
+            "infra.planning.coldstart; "
             "print(any(m == 'pulumi' or m.startswith('pulumi.') for m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_a_provider_registered_at_run_time_is_planned_from_its_own_facts():
+    from infra.config import providers
+    from providers.base import Provider
+
+    class Bare(Provider):
+        """A provider whose package has no catalogue: the plan must not borrow another's figures."""
+        name = "bare-test"
+        title = "Bare"
+
+    providers.register("bare-test", Bare())
+    try:
+        plan = plan_mod.plan_adhoc(load_profile("glm-5.2-fp8"), provider="bare-test", kv_cache_dtype="fp8",
+                                   max_model_len=131072, gpu_memory_utilization=0.92, enforce_eager=True)
+        data = plan.to_json()
+        assert data["provider"] == "bare-test" and data["cold_start"]["storage"] == "unknown"
+        assert data["cold_start"]["terms_s"]["provision_s"] == 0
+        assert any("bare-test provider's catalogue gives no planning.provision_s" in w for w in plan.warnings())
+        assert {"bare-test provisioning (s)": "unknown"}.items() <= {a["what"]: a["value"]
+                                                                     for a in data["assumptions"]}.items()
+        assert data["cost_per_hour_usd"] is None
+        assert plan_mod.plan_adhoc(load_profile("glm-5.2-fp8"), provider="bare-test",
+                                   price_per_gpu_hour=2.0).cost_per_hour_usd == 16.0
+        providers.register("no-hook-test", object())
+        with pytest.raises(GlmserveError) as e:
+            plan_mod.plan_adhoc(load_profile("glm-5.2-fp8"), provider="no-hook-test")
+        assert e.value.problems[0].key == "provider"
+    finally:
+        providers.unregister("bare-test")
+        providers.unregister("no-hook-test")

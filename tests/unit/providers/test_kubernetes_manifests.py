@@ -234,11 +234,11 @@ def test_planner_understands_pipeline_parallel_and_nodes():
 
 
 def test_pipeline_parallel_on_one_node():
-    from infra.planning import capacity as cap
+    from infra.planning import capacity as cap, model_config, weights
     from infra.spec.profiles import load_profile
 
     p = load_profile("glm-5.2-fp8")
-    arch = cap.arch_from_profile(p)
+    arch = model_config.arch_from_profile(p)
     base = dict(arch=arch, profile=p, gpu_type="H200", gpus=8, kv_cache_dtype="fp8", max_model_len=131072,
                 gpu_memory_utilization=0.92, enforce_eager=True)
     tp8 = cap.evaluate(cap.CapacityInputs(tp=8, **base))
@@ -248,7 +248,7 @@ def test_pipeline_parallel_on_one_node():
     assert abs(tp4pp2.weights.per_rank_gib - tp8.weights.per_rank_gib) < 8
     over = cap.evaluate(cap.CapacityInputs(tp=8, pp=2, **base))
     assert any("span 2 nodes" in e for e in over.errors)
-    assert cap.pp_partition(78, 4) == [range(0, 19), range(19, 39), range(39, 59), range(59, 78)]
+    assert weights.pp_partition(78, 4) == [range(0, 19), range(19, 39), range(39, 59), range(59, 78)]
 
 
 def test_spec_cross_checks_for_multinode():
