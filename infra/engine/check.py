@@ -59,56 +59,6 @@ HEADS = {
                ["sglang", "serve"]),
 }
 
-# Rendered flag -> the spec key that produced it. Flags from engine.extraArgs map to
-# engine.extraArgs whatever their name (decided by position, see problems_for).
-FLAG_KEYS = {
-    "vllm": {
-        "model_tag": "model.id",
-        "--model": "model.id",
-        "--revision": "model.revision",
-        "--served-model-name": "model.servedName",
-        "--trust-remote-code": "model.trustRemoteCode",
-        "--host": "serving.host",
-        "--port": "serving.port",
-        "--tensor-parallel-size": "serving.tensorParallelSize",
-        "--pipeline-parallel-size": "serving.pipelineParallelSize",
-        # rendered when TP x PP spans several nodes (a Ray cluster)
-        "--distributed-executor-backend": "serving.pipelineParallelSize",
-        "--kv-cache-dtype": "serving.kvCacheDtype",
-        "--max-model-len": "serving.maxModelLen",
-        "--gpu-memory-utilization": "serving.gpuMemoryUtilization",
-        "--speculative-config": "serving.speculative",
-        "--safetensors-load-strategy": "serving.loadStrategy",
-        "--enable-prefix-caching": "serving.prefixCaching",
-        "--no-enable-prefix-caching": "serving.prefixCaching",
-        "--enforce-eager": "serving.enforceEager",
-    },
-    "sglang": {
-        "--model-path": "model.id",
-        "--revision": "model.revision",
-        "--served-model-name": "model.servedName",
-        "--trust-remote-code": "model.trustRemoteCode",
-        "--host": "serving.host",
-        "--port": "serving.port",
-        "--tp-size": "serving.tensorParallelSize",
-        "--kv-cache-dtype": "serving.kvCacheDtype",
-        "--context-length": "serving.maxModelLen",
-        "--mem-fraction-static": "serving.gpuMemoryUtilization",
-        "--speculative-algorithm": "serving.speculative",
-        "--speculative-num-steps": "serving.speculative",
-        "--speculative-eagle-topk": "serving.speculative",
-        "--speculative-num-draft-tokens": "serving.speculative",
-        "--disable-radix-cache": "serving.prefixCaching",
-        "--disable-cuda-graph": "serving.enforceEager",
-    },
-}
-# Aliases an engine prints in its messages for the flags above.
-FLAG_ALIASES = {
-    "vllm": {"-tp": "--tensor-parallel-size", "-sc": "--speculative-config", "-q": "--quantization",
-             "-pp": "--pipeline-parallel-size", "-dp": "--data-parallel-size"},
-    "sglang": {"--tp": "--tp-size", "--tensor-parallel-size": "--tp-size"},
-}
-
 DEFAULT_TIMEOUT = float(os.environ.get("GLMSERVE_ENGINE_CHECK_TIMEOUT", "600"))
 
 
@@ -419,56 +369,41 @@ def check(argv: Iterable[str], engine: str, version: str | None = None, *,
 
 # --------------------------------------------------------------------------- problems
 
-def _base_flag(token: str) -> str:
-    return token.split("=", 1)[0]
-
-
-def _canonical(engine: str, flag: str) -> str:
-    flag = _base_flag(flag)
-    if flag.startswith("--"):
-        flag = "--" + flag[2:].replace("_", "-")
-    return FLAG_ALIASES.get(engine, {}).get(flag, flag)
+def _extra_start(argv: list[str], n_extra: int) -> int:
+    return len(argv) - n_extra
 
 
 def spec_key_for_flag(engine: str, flag: str, argv: list[str], n_extra: int = 0) -> str | None:
     """The spec key that put ``flag`` into ``argv`` (engine.extraArgs for the last
     ``n_extra`` arguments), or None when the flag is not in argv at all."""
-    want = _canonical(engine, flag)
-    tail_start = len(argv) - n_extra
-    hit = None
-    for i, a in enumerate(argv):
-        if a.startswith("-") and _canonical(engine, a) == want:
-            hit = i
-            if i >= tail_start:
-                return "engine.extraArgs"
-    if hit is not None:
-        # A rendered flag glmserve has not mapped yet: the rendered command as a whole.
-        return FLAG_KEYS.get(engine, {}).get(want, "engine")
+    from infra.engine.flags import flag_table
+
+    table = flag_table(engine)
+    if flag in table.positional_names:
+        return table.positional_spec
+    want = table.canonical(flag)
+    hits = [t for t in table.tokenize(argv) if t.flag and table.canonical(t.flag) == want]
+    if not hits:
+        return None
+    if any(t.index >= _extra_start(argv, n_extra) for t in hits):
+        return "engine.extraArgs"
+    # A rendered flag the table maps to no spec key: the rendered command as a whole.
+    return table.spec_key(want) or "engine"
+
+
+def _flag_text(engine: str, argv: list[str], flag: str, n_extra: int) -> str | None:
+    """What the user wrote for ``flag``: its value when the spec rendered it, the flag with
+    its value when it came from engine.extraArgs."""
+    from infra.engine.flags import flag_table
+
+    table = flag_table(engine)
+    want = table.canonical(flag)
+    for t in table.tokenize(argv):
+        if t.flag and table.canonical(t.flag) == want:
+            if t.index < _extra_start(argv, n_extra):
+                return t.value
+            return t.flag if t.value is None else f"{t.flag} {t.value}"
     return None
-
-
-def _value_after(argv: list[str], flag: str, engine: str) -> str | None:
-    want = _canonical(engine, flag)
-    for i, a in enumerate(argv):
-        if a.startswith("-") and _canonical(engine, a) == want:
-            if "=" in a:
-                return a.split("=", 1)[1]
-            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                return argv[i + 1]
-            return None
-    return None
-
-
-def _flag_with_values(args: list[str], flag: str, engine: str) -> str:
-    """``flag`` as it appears in ``args``, with the values that follow it."""
-    want = _canonical(engine, flag)
-    for i, a in enumerate(args):
-        if a.startswith("-") and _canonical(engine, a) == want:
-            j = i + 1
-            while j < len(args) and not args[j].startswith("--"):
-                j += 1
-            return " ".join(args[i:j])
-    return _base_flag(flag)
 
 
 def problems_for(verdict: Verdict, *, n_extra: int = 0,
@@ -487,8 +422,7 @@ def problems_for(verdict: Verdict, *, n_extra: int = 0,
         for f in err.flags:
             key = spec_key_for_flag(verdict.engine, f, argv, n_extra)
             if key:
-                value = (_value_after(argv, f, verdict.engine) if key != "engine.extraArgs"
-                         else _flag_with_values(argv[len(argv) - n_extra:] if n_extra else argv, f, verdict.engine))
+                value = _flag_text(verdict.engine, argv, f, n_extra)
                 break
         if key is None:
             key = {"version": "engine.version", "head": "engine.name"}.get(err.stage, "engine")

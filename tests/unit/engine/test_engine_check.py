@@ -27,7 +27,9 @@ from infra.spec import shapes
 from infra.spec.image import image_version_problems
 from infra.engine import check as ec  # noqa: E402
 from infra.common.errors import GlmserveError  # noqa: E402
-from infra.engine.render import SGLANG_KV, flag_table, render  # noqa: E402
+from infra.common.versions import version_tuple  # noqa: E402
+from infra.engine.flags import flag_table  # noqa: E402
+from infra.engine.render import SGLANG_KV, render  # noqa: E402
 from infra.spec.model import SPECULATIVE_METHODS  # noqa: E402
 from infra.spec.build import build_spec
 from infra.config.project import list_stacks, stacks_dir  # noqa: E402
@@ -400,33 +402,37 @@ def test_sglang_reports_deprecations_as_warnings(checker):
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_flag_table_matches_real_parser(checker, engine):
     """Every flag in templates/engines/<engine>.flags.yaml exists in the pinned engine's
-    real parser, with the same arity (value: true = takes a value)."""
+    real parser (aliases too), with the same arity (kind switch = takes no value)."""
     real = checker.flags(engine)
-    table = flag_table(engine)["flags"]
+    table = flag_table(engine).flags
     missing = {f for f in table if f not in real}
     assert missing == STALE_TABLE_FLAGS[engine], (
         f"flags in templates/engines/{engine}.flags.yaml that {engine} "
         f"{ec.pinned_versions()[engine]} does not have: {sorted(missing)} (expected stale: "
         f"{sorted(STALE_TABLE_FLAGS[engine])}; update the table or STALE_TABLE_FLAGS)")
-    arity = {f: (info["value"], real[f]["takes_value"]) for f, info in table.items()
-             if f in real and bool(info["value"]) != real[f]["takes_value"]}
-    assert not arity, f"value: true/false disagrees with the real parser: {arity}"
-    pinned = ec._vtuple(ec.pinned_versions()[engine])
-    late = {f: info["since"] for f, info in table.items() if ec._vtuple(str(info["since"])) > pinned}
+    aliases = {a for f in table.values() for a in f.aliases if a not in real}
+    assert not aliases, f"aliases in the table that {engine}'s parser does not have: {sorted(aliases)}"
+    arity = {f: (info.kind, real[f]["takes_value"]) for f, info in table.items()
+             if f in real and info.takes_value != real[f]["takes_value"]}
+    assert not arity, f"kind disagrees with the real parser's arity: {arity}"
+    pinned = version_tuple(ec.pinned_versions()[engine])
+    late = {f: info.since for f, info in table.items() if version_tuple(info.since) > pinned}
     assert not late, f"flags whose `since` is after the pinned {engine}, yet its parser has them: {late}"
 
 
-def test_every_flag_the_vllm_template_can_render_maps_to_a_spec_key():
+def test_every_flag_the_templates_can_render_maps_to_a_spec_key():
     spec = make_spec(model={"revision": "main"}, serving={"prefixCaching": False})
     argv = render(spec).argv
+    table = flag_table("vllm")
     for a in argv:
         if a.startswith("--"):
-            assert ec.spec_key_for_flag("vllm", a, argv) == ec.FLAG_KEYS["vllm"][a]
+            assert ec.spec_key_for_flag("vllm", a, argv) == table.lookup(a).spec
     spec = without_load_strategy(make_spec(serving={"prefixCaching": False}))
     argv = render(spec, "sglang").argv
+    table = flag_table("sglang")
     for a in argv:
         if a.startswith("--"):
-            assert a in ec.FLAG_KEYS["sglang"], a
+            assert table.lookup(a).spec, a
 
 
 # ============================================================ property-based
