@@ -26,6 +26,7 @@ from tests.helpers import ROOT  # noqa: E402
 from infra.spec import shapes
 from infra.spec.image import image_version_problems
 from infra.engine import check as ec  # noqa: E402
+from infra.engine.check import venv  # noqa: E402
 from infra.common.errors import GlmserveError  # noqa: E402
 from infra.common.versions import version_tuple  # noqa: E402
 from infra.engine.flags import flag_table  # noqa: E402
@@ -616,15 +617,15 @@ def test_checker_without_engines_fails_loudly():
 
 def test_requirements_hash_follows_the_requirement_files(tmp_path, monkeypatch):
     for name in ec.REQUIREMENT_FILES:
-        (tmp_path / name).write_text((ec.REQUIREMENTS_DIR / name).read_text())
-    monkeypatch.setattr(ec, "REQUIREMENTS_DIR", tmp_path)
+        (tmp_path / name).write_text((venv.REQUIREMENTS_DIR / name).read_text())
+    monkeypatch.setattr(venv, "REQUIREMENTS_DIR", tmp_path)
     h1 = ec.requirements_hash()
     (tmp_path / "engine-check-vllm.txt").write_text("vllm==0.34.0\n")
     assert ec.requirements_hash() != h1
 
 
 def test_network_is_refused_inside_the_checker():
-    code = ("import socket, infra.engine.check as e; e._guard_network()\n"
+    code = ("import socket\nfrom infra.engine.check.server import guard_network; guard_network()\n"
             "try:\n    socket.getaddrinfo('huggingface.co', 443)\nexcept OSError as x:\n    print(x)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "network access refused (huggingface.co)" in out.stdout
