@@ -74,7 +74,7 @@ def render(spec: NodeSpec, engine: str | None = None) -> EngineCommand:
     # engine (render --engine) checks that its flags exist, not since which version.
     version = spec.engine.version if engine == spec.engine.name else None
     table = flag_table(engine)
-    check_command(table, version, argv, len(spec.engine.extra_args))
+    check_command(table, version, argv, len(spec.engine.extra_args), spec.value_at)
     return EngineCommand(
         engine=engine, argv=argv, image_entrypoint=list(table.image_entrypoint),
         api_key_env=table.api_key_env, api_key_flag=table.api_key_flag,
