@@ -37,6 +37,8 @@ class EngineCommand:
     image_entrypoint: list[str]
     api_key_env: str
     api_key_flag: str | None
+    # What the engine accepts but is known to do badly, said at validate and up.
+    warnings: tuple[str, ...] = ()
 
     def args_after_entrypoint(self) -> list[str]:
         n = len(self.image_entrypoint)
@@ -64,7 +66,7 @@ def render(spec: NodeSpec, engine: str | None = None) -> EngineCommand:
         raise GlmserveError(problems, headline=f"the node cannot be expressed for {engine}")
     template = environment().get_template(f"engines/{engine}.argv.j2")
     text = template.render(
-        model=spec.model, serving=spec.serving, extra_args=list(spec.engine.extra_args),
+        model=spec.model, serving=spec.serving, engine=spec.engine, extra_args=list(spec.engine.extra_args),
         sglang_kv_dtype=SGLANG_KV[spec.serving.kv_cache_dtype],
         # An engine spanning several nodes (TP x PP > gpu.count) runs on a Ray cluster.
         multi_node=spec.nodes > 1,
@@ -77,6 +79,17 @@ def render(spec: NodeSpec, engine: str | None = None) -> EngineCommand:
     check_command(table, version, argv, len(spec.engine.extra_args), spec.value_at)
     return EngineCommand(
         engine=engine, argv=argv, image_entrypoint=list(table.image_entrypoint),
-        api_key_env=table.api_key_env, api_key_flag=table.api_key_flag,
+        api_key_env=table.api_key_env, api_key_flag=table.api_key_flag, warnings=_warnings(spec),
     )
+
+
+def _warnings(spec: NodeSpec) -> tuple[str, ...]:
+    out = []
+    spec_method = spec.serving.speculative.method if spec.serving.speculative else None
+    if spec.engine.tool_call_parser and spec_method == "mtp":
+        # https://github.com/vllm-project/vllm/issues/44843, https://github.com/vllm-project/vllm/issues/39757
+        out.append("tool calling together with MTP speculative decoding has open engine bugs (vllm#44843, "
+                   "vllm#39757: tool calls can come back as plain text); keep readiness.toolCallCheck on, "
+                   "or drop serving.speculative if the check fails")
+    return tuple(out)
 
