@@ -49,7 +49,7 @@ class FlagTable:
     flags: dict[str, Flag]
     image_entrypoint: tuple[str, ...]
     api_key_env: str
-    api_key_flag: Optional[str]
+    api_key_file_flag: Optional[str]    # the flag naming a config file that holds the key
     positional_spec: Optional[str]      # the spec key of the engine's positional (vLLM's model)
     positional_names: tuple[str, ...]   # how the engine names that positional in its messages
     aliases: dict[str, str]             # alias -> the flag's name in the table
@@ -106,7 +106,7 @@ def flag_table(engine: str) -> FlagTable:
     return FlagTable(
         engine=engine, flags=flags,
         image_entrypoint=tuple(raw["image_entrypoint"]),
-        api_key_env=raw["api_key"]["env"], api_key_flag=raw["api_key"].get("flag"),
+        api_key_env=raw["api_key"]["env"], api_key_file_flag=raw["api_key"].get("config_file_flag"),
         positional_spec=positional.get("spec"),
         positional_names=(positional["name"], *positional.get("aliases", ())) if positional else (),
         aliases={a: f.name for f in flags.values() for a in f.aliases},

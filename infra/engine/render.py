@@ -36,7 +36,9 @@ class EngineCommand:
     # The image's own entrypoint; providers that hand `args` to it pass argv[len(entrypoint):].
     image_entrypoint: list[str]
     api_key_env: str
-    api_key_flag: str | None
+    # Engines that read no key from the environment (SGLang) get it from a config file named
+    # by this flag, written at container start: see launch_argv().
+    api_key_file_flag: str | None
     # What the engine accepts but is known to do badly, said at validate and up.
     warnings: tuple[str, ...] = ()
 
@@ -48,6 +50,22 @@ class EngineCommand:
 
     def shell(self) -> str:
         return shlex.join(self.argv)
+
+    def launch_argv(self) -> list[str]:
+        """What a container runs: argv itself, or for an engine that takes its API key from a
+        config file, a /bin/sh that writes the key from the environment into a 0600 file
+        (JSON, which is YAML) and execs argv with the file's path. The key is never in any argv."""
+        if not self.api_key_file_flag:
+            return list(self.argv)
+        script = "\n".join([
+            "set -e",
+            "umask 077",
+            'f="$(mktemp)"',
+            "python3 -c 'import json, os, sys; print(json.dumps({\"api-key\": os.environ[sys.argv[1]]}))' "
+            f'{shlex.quote(self.api_key_env)} > "$f"',
+            f'exec "$@" {shlex.quote(self.api_key_file_flag)} "$f"',
+        ])
+        return ["/bin/sh", "-c", script, "glmserve-engine", *self.argv]
 
 
 def render(spec: NodeSpec, engine: str | None = None) -> EngineCommand:
@@ -79,7 +97,7 @@ def render(spec: NodeSpec, engine: str | None = None) -> EngineCommand:
     check_command(table, version, argv, len(spec.engine.extra_args), spec.value_at)
     return EngineCommand(
         engine=engine, argv=argv, image_entrypoint=list(table.image_entrypoint),
-        api_key_env=table.api_key_env, api_key_flag=table.api_key_flag, warnings=_warnings(spec),
+        api_key_env=table.api_key_env, api_key_file_flag=table.api_key_file_flag, warnings=_warnings(spec),
     )
 
 

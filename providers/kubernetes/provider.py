@@ -128,10 +128,9 @@ class KubernetesProvider(Provider):
         return lines
 
     def _containers(self, spec: NodeSpec, command: EngineCommand) -> dict[str, dict[str, Any]]:
-        argv = list(command.argv)
-        if command.api_key_flag:
-            # The key never appears in the manifest: the kubelet expands $(VAR) from the env.
-            argv += [command.api_key_flag, f"$({command.api_key_env})"]
+        # The key never appears in the manifest nor in argv: the engine reads it from its env,
+        # or (SGLang) launch_argv writes it from the env into a file at container start.
+        argv = command.launch_argv()
         setup = self._setup_script(spec)
         if self.workload(spec) != "LeaderWorkerSet":
             if not setup:

@@ -135,3 +135,36 @@ def test_good_extra_args_still_render():
 def test_tokenizer_reads_negative_numbers_as_values():
     [t] = tokenize(["--seed", "-1"])
     assert (t.flag, t.value) == ("--seed", "-1")
+
+
+# ----------------------------------------------------------------------- SGLang's API key
+
+def test_sglang_api_key_comes_from_a_0600_file_never_argv(tmp_path):
+    """SGLang reads no key from its environment: launch_argv writes it from the environment
+    into a 0600 config file (--config) at start; neither the rendered argv nor the running
+    engine's argv carries it."""
+    import dataclasses
+    import os
+    import subprocess
+    import sys
+
+    cmd = render(spec_with({"serving": {"loadStrategy": None}}), "sglang")
+    assert cmd.api_key_file_flag == "--config" and "--api-key" not in cmd.launch_argv()
+    # The engine, played by a script that reports what it was given.
+    probe = ("import json, os, stat, sys; f = sys.argv[-1]; "
+             "print(json.dumps({'argv': sys.argv, 'config': json.load(open(f)), "
+             "'mode': stat.S_IMODE(os.stat(f).st_mode)}))")
+    fake = dataclasses.replace(cmd, argv=[sys.executable, "-c", probe, "--port", "8000"])
+    key = "sk-" + "x" * 20 + "🙂'\"$(id)"
+    out = subprocess.run(fake.launch_argv(), env={**os.environ, "GLMSERVE_API_KEY": key},
+                         capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(out.stdout)
+    assert seen["config"] == {"api-key": key} and seen["mode"] == 0o600
+    assert key not in " ".join(seen["argv"]) and seen["argv"][-2] == "--config"
+    assert key not in " ".join(fake.launch_argv())
+
+
+def test_vllm_reads_its_key_from_the_environment():
+    cmd = render(spec_with({}))
+    assert cmd.api_key_env == "VLLM_API_KEY" and cmd.api_key_file_flag is None
+    assert cmd.launch_argv() == cmd.argv
