@@ -161,6 +161,25 @@ class VllmParser:
                     errors.append(f"SpeculativeConfig.{key}: {self._pydantic_message(e)} (got {value!r})")
         return errors
 
+    def parser_name_errors(self, args: Any) -> list[dict]:
+        """--tool-call-parser and --reasoning-parser name parsers that vLLM's registries hold.
+        The API server checks this at start (validate_api_server_args), the parser does not."""
+        try:
+            from vllm.reasoning import ReasoningParserManager
+            from vllm.tool_parsers import ToolParserManager
+        except ImportError:
+            return []
+        errors = []
+        for flag, name, manager in (("--tool-call-parser", getattr(args, "tool_call_parser", None), ToolParserManager),
+                                    ("--reasoning-parser", getattr(args, "reasoning_parser", None), ReasoningParserManager)):
+            known = manager.list_registered()
+            if name and name not in known:
+                near = difflib.get_close_matches(name, known, n=3)
+                errors.append({"stage": "validate", "flags": [flag],
+                               "message": f"{flag} {name!r}: no such parser in this vLLM"
+                                          + (f" (closest: {', '.join(near)})" if near else "")})
+        return errors
+
     def check(self, argv: list[str], resp: dict) -> None:
         if argv[:2] != HEADS["vllm"][0]:
             resp["errors"].append({"stage": "head", "message": f"a vLLM command starts with 'vllm serve', got {argv[:2]}",
@@ -211,6 +230,7 @@ class VllmParser:
                     except Exception as e:
                         resp["errors"].append({"stage": "config", "flags": [flag],
                                                "message": f"{flag} {value!r}: {where}: {self._pydantic_message(e)}"})
+                resp["errors"] += self.parser_name_errors(args)
                 for msg in self.speculative_errors(getattr(engine_args, "speculative_config", None)):
                     resp["errors"].append({"stage": "config", "flags": ["--speculative-config"],
                                            "message": f"--speculative-config: {msg}"})

@@ -43,7 +43,9 @@ def _flag_text(engine: str, argv: list[str], flag: str, n_extra: int) -> str | N
     for t in table.tokenize(argv):
         if t.flag and table.canonical(t.flag) == want:
             if t.index < _extra_start(argv, n_extra):
-                return t.value
+                # A rendered value that looks like a flag ("-glm") is what the engine refused.
+                nxt = argv[t.index + 1] if t.index + 1 < len(argv) else None
+                return t.value if t.value is not None or table.takes_value(t.flag) is False else nxt
             return t.flag if t.value is None else f"{t.flag} {t.value}"
     return None
 

@@ -208,6 +208,26 @@ def _dev_argv() -> list[str]:
     return list(render(spec_for_stack("dev", ROOT)).argv)
 
 
+def test_tool_calling_and_reasoning_flags_are_accepted_by_both_engines(checker):
+    """The node's parsers (glm47, glm45) exist in the pinned engines: vLLM validates the tool
+    parser's name at validate_parsed_serve_args, SGLang's parser has the names as choices."""
+    v = vllm_check(checker, _dev_argv())
+    assert v.ok, v.message
+    assert (v.values["tool_call_parser"], v.values["reasoning_parser"]) == ("glm47", "glm45")
+    assert v.values["enable_auto_tool_choice"] is True
+    v = checker.check(_sglang_argv(), "sglang")
+    assert v.ok, v.message
+    assert (v.values["tool_call_parser"], v.values["reasoning_parser"]) == ("glm47", "glm45")
+    for flag, key in (("--tool-call-parser", "engine.toolCallParser"), ("--reasoning-parser", "engine.reasoningParser")):
+        v = vllm_check(checker, _replace_value(_dev_argv(), flag, "glm99"))
+        assert not v.ok and "no such parser in this vLLM" in v.message
+        [p] = ec.problems_for(v)
+        assert (p.key, p.value) == (key, "glm99")
+    v = checker.check(_replace_value(_sglang_argv(), "--tool-call-parser", "glm99"), "sglang")
+    assert not v.ok
+    assert ec.problems_for(v)[0].key == "engine.toolCallParser"
+
+
 def _replace_value(argv: list[str], flag: str, value: str) -> list[str]:
     out = list(argv)
     out[out.index(flag) + 1] = value
@@ -353,7 +373,9 @@ def test_version_mismatch_is_refused_not_checked_with_another_version(checker):
 
 
 def test_validate_parsed_serve_args_runs(checker):
-    v = vllm_check(checker, _dev_argv() + ["--enable-auto-tool-choice"])
+    argv = [a for a in _dev_argv() if a != "--enable-auto-tool-choice"]
+    i = argv.index("--tool-call-parser")
+    v = vllm_check(checker, argv[:i] + argv[i + 2:] + ["--enable-auto-tool-choice"])
     assert not v.ok
     assert v.errors[0].stage == "validate"
     assert v.errors[0].message == "--enable-auto-tool-choice requires --tool-call-parser"
