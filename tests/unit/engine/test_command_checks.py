@@ -168,3 +168,23 @@ def test_vllm_reads_its_key_from_the_environment():
     cmd = render(spec_with({}))
     assert cmd.api_key_env == "VLLM_API_KEY" and cmd.api_key_file_flag is None
     assert cmd.launch_argv() == cmd.argv
+
+
+# ----------------------------------------------------------------------- any text, property-based
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(min_size=1, max_size=40))
+def test_any_extra_arg_value_renders_losslessly_or_is_refused_with_its_key(text):
+    """Whatever text a stack puts behind a value flag: render keeps it exactly (every plane,
+    shell quoting included) or refuses it naming engine.extraArgs; never a traceback."""
+    try:
+        spec = spec_with({"engine": {"extraArgs": ["--chat-template", text]}})
+        cmd = render(spec)
+    except GlmserveError as e:
+        assert "engine.extraArgs" in str(e)
+        return
+    assert cmd.argv[-1] == text
+    assert shlex.split(cmd.shell()) == cmd.argv
