@@ -39,6 +39,8 @@ def cmd_validate(args) -> int:
     provider = _provider(spec)
     provider.validate(spec)
     command = render(spec)
+    for w in command.warnings:
+        print(f"glmserve: warning: {w}", file=sys.stderr)
     if args.engine_check:
         from infra.engine import check as engine_check
         print(f"{args.stack}: OK ({engine_check.engine_check_stack(args.stack)})")

@@ -20,7 +20,7 @@ def program() -> None:
     except GlmserveError as e:
         # RunError is reported by the engine as a plain message, without a traceback.
         raise pulumi.RunError(e.render()) from None
-    for w in (plan.warnings() if plan is not None else []):
+    for w in [*command.warnings, *(plan.warnings() if plan is not None else [])]:
         pulumi.log.warn(w)
     try:
         # The policy rules (infra/policy.py) gate preview and up: every violation, before any resource.

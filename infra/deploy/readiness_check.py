@@ -131,7 +131,7 @@ def check_tool_call(http: httpx.Client, base: str, headers: dict, gate: Gate) ->
         raise ReadinessError("tool-call", f"POST {url} failed: {type(e).__name__}: {e}") from None
     if resp.status_code != 200:
         raise ReadinessError("tool-call", f"POST {url} with a tool: {_describe(resp)} (is tool calling enabled: "
-                                          "serving.toolCalling?)")
+                                          "engine.toolCallParser and engine.autoToolChoice?)")
     try:
         message = resp.json()["choices"][0]["message"]
     except (ValueError, KeyError, IndexError, TypeError):

@@ -59,33 +59,14 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _parse_argv(argv: list[str], table: Optional[dict]) -> dict[str, Any]:
+def _parse_argv(argv: list[str], table: Any) -> dict[str, Any]:
     """argv -> the positional head and the flags in order: [[flag, value or None], ...]."""
-    flags_info = (table or {}).get("flags") or {}
-    head: list[str] = []
-    flags: list[list[Any]] = []
-    i = 0
-    while i < len(argv) and not argv[i].startswith("--"):
-        head.append(argv[i])
-        i += 1
-    while i < len(argv):
-        tok = argv[i]
-        if tok.startswith("--"):
-            name, eq, val = tok.partition("=")
-            info = flags_info.get(name)
-            if eq:
-                flags.append([name, val])
-            elif info is not None and not info.get("value", True):
-                flags.append([name, None])
-            elif i + 1 < len(argv) and (info is not None or not argv[i + 1].startswith("--")):
-                flags.append([name, argv[i + 1]])
-                i += 1
-            else:
-                flags.append([name, None])
-        else:
-            flags.append(["(argument)", tok])
-        i += 1
-    return {"head": head, "flags": flags}
+    from infra.common.argv import head, tokenize
+
+    tokens = table.tokenize(argv) if table is not None else tokenize(argv)
+    lead = head(tokens)
+    flags = [[t.flag, t.value] if t.flag else ["(argument)", t.value] for t in tokens[len(lead):]]
+    return {"head": lead, "flags": flags}
 
 
 def _spec_view(spec) -> dict[str, Any]:
@@ -122,7 +103,7 @@ def _snapshot_one(stack: str) -> dict[str, Any]:
         command = render(spec)
         snap["argv"] = list(command.argv)
         try:
-            from infra.engine.render import flag_table
+            from infra.engine.flags import flag_table
             table = flag_table(command.engine)
         except Exception:  # noqa: BLE001 - an older tree without a flag table
             table = None

@@ -150,9 +150,9 @@ def _snake(camel: str) -> str:
 
 
 def _api_key_env(spec) -> str:
-    from infra.engine.render import flag_table
+    from infra.engine.flags import flag_table
     try:
-        return str(flag_table(spec.engine.name)["api_key"]["env"])
+        return flag_table(spec.engine.name).api_key_env
     except (OSError, KeyError, TypeError):
         return "VLLM_API_KEY"
 

@@ -237,20 +237,15 @@ _EXTRA_INT_FLAGS = {"--max-num-seqs": "max_num_seqs", "--max-num-batched-tokens"
 
 def _extra_args(extra: list[str]) -> dict[str, int]:
     """The few engine.extraArgs that change capacity."""
+    from infra.common.argv import tokenize
+
     out: dict[str, int] = {}
-    i = 0
-    while i < len(extra):
-        a = extra[i]
-        flag, eq, val = a.partition("=")
-        if flag in _EXTRA_INT_FLAGS:
-            if not eq:
-                val = extra[i + 1] if i + 1 < len(extra) else ""
-                i += 1
+    for t in tokenize(extra, lambda flag: True if flag in _EXTRA_INT_FLAGS else None):
+        if t.flag in _EXTRA_INT_FLAGS:
             try:
-                out[_EXTRA_INT_FLAGS[flag]] = int(val)
+                out[_EXTRA_INT_FLAGS[t.flag]] = int(t.value or "")
             except ValueError:
-                raise ConfigError("engine.extraArgs", f"{flag} needs an integer", value=val) from None
-        i += 1
+                raise ConfigError("engine.extraArgs", f"{t.flag} needs an integer", value=t.value or "") from None
     return out
 
 

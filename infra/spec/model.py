@@ -97,6 +97,21 @@ class EngineSection(SpecModel):
     env: dict[str, PlainText] = Field(default_factory=dict)
     # Escape hatch: extra engine flags, validated against the engine's known flags.
     extra_args: list[PlainText] = Field(default_factory=list)
+    # Tool calling and reasoning, as the engine's parsers for the model's output format name
+    # them (vLLM's recipe for GLM-5.2: tool parser glm47, reasoning parser glm45;
+    # https://github.com/vllm-project/recipes/blob/main/models/zai-org/GLM-5.2.yaml). Without a
+    # tool-call parser an agent's tool calls come back as plain text.
+    tool_call_parser: Optional[str] = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    # Let the model decide when to call a tool (tool_choice "auto"); needs toolCallParser.
+    auto_tool_choice: Boolean = False
+    reasoning_parser: Optional[str] = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+    @model_validator(mode="after")
+    def _auto_tool_choice_needs_a_parser(self) -> "EngineSection":
+        if self.auto_tool_choice and not self.tool_call_parser:
+            raise ValueError("autoToolChoice needs toolCallParser (the parser that turns the model's "
+                             "output into tool_calls)")
+        return self
 
     @field_validator("env")
     @classmethod

@@ -135,10 +135,10 @@ class KubernetesProvider(Provider):
         return [kube_literal(line) for line in lines]
 
     def _containers(self, spec: NodeSpec, command: EngineCommand) -> dict[str, dict[str, Any]]:
-        argv = [kube_literal(a) for a in command.argv]
-        if command.api_key_flag:
-            # The key never appears in the manifest: the kubelet expands $(VAR) from the env.
-            argv += [command.api_key_flag, f"$({command.api_key_env})"]
+        # The key never appears in the manifest nor in argv: the engine reads it from its env,
+        # or (SGLang) launch_argv writes it from the env into a file at container start. Every
+        # value is escaped from the kubelet's own $(VAR) expansion.
+        argv = [kube_literal(a) for a in command.launch_argv()]
         setup = self._setup_script(spec)
         if self.workload(spec) != "LeaderWorkerSet":
             if not setup:

@@ -72,7 +72,7 @@ class ModalProvider(Provider):
             "stack": stack, "project": project,
             "app_name": self.app_name(spec, stack, project),
             "argv": command.argv,
-            "api_key_flag": command.api_key_flag, "api_key_env": command.api_key_env,
+            "api_key_file_flag": command.api_key_file_flag, "api_key_env": command.api_key_env,
             "image": spec.engine.image,
             "setup_commands": spec.engine.setup_commands,
             "pip_packages": spec.engine.pip_packages,

@@ -78,16 +78,15 @@ class RunPodProvider(Provider):
     def pod_args(command: EngineCommand) -> str:
         """`args` for the image's entrypoint: one shell-quoted string of the argv after it.
 
-        An engine that takes its API key only as a flag (SGLang) gets it from the environment at
-        start through `sh -c`, so that the key is never part of the pod's args."""
-        if command.api_key_flag:
+        An engine that takes its API key from a file (SGLang) gets it written from the environment
+        at start (EngineCommand.launch_argv), so that the key is never part of the pod's args."""
+        if command.api_key_file_flag:
             if command.image_entrypoint:
                 raise GlmserveError([Problem(
                     key="engine.name", value=command.engine,
-                    message="takes its API key only as a flag, and its image has an entrypoint that "
-                            "glmserve cannot wrap to read it from the environment")])
-            script = f'exec {shlex.join(command.argv)} {command.api_key_flag} "${command.api_key_env}"'
-            return shlex.join(["sh", "-c", script])
+                    message="takes its API key from a file, and its image has an entrypoint that "
+                            "glmserve cannot wrap to write it from the environment")])
+            return shlex.join(command.launch_argv())
         return shlex.join(command.args_after_entrypoint())
 
     def secret_env(self, spec: NodeSpec, command: EngineCommand) -> dict[str, Optional[str]]:

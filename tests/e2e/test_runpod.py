@@ -452,3 +452,18 @@ def test_no_stock_fails_before_anything_is_created_when_asked(env, project, runp
     assert up.returncode == 1 and "refusing to create the pod" in up.stderr, up.stderr
     assert runpod.requests("POST") == [] and runpod.pods() == []
     glm("destroy", env)
+
+
+def test_up_fails_when_tool_calls_come_back_as_text_then_passes_once_fixed(env, project, runpod, engine):
+    """The shipped node has readiness.toolCallCheck on: an engine whose tool-call parser is broken
+    (the call as plain text, as with MTP in vllm#44843) fails `up` instead of failing agents later."""
+    engine.configure(tool_parser="broken")
+    up = glm("up", env, check=False)
+    assert up.returncode != 0
+    assert "tool call came back as plain text" in up.stdout + up.stderr
+    asked = [r for r in engine.requests("/v1/chat/completions") if isinstance(r.json, dict) and r.json.get("tools")]
+    assert asked and asked[0].json["tool_choice"] == "auto"
+    engine.configure(tool_parser="working")
+    glm("up", env)
+    glm("destroy", env)
+    assert glmserve_owned(runpod) == ([], [])

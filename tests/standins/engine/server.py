@@ -23,6 +23,14 @@ Modes (``mode=``, changeable at run time with :meth:`EngineStandin.set_mode`):
 * ``wrong_model``: healthy, but ``/v1/models`` lists ``wrong_model_name`` instead of the served
   model (and chat requests for the served name get vLLM's 404).
 
+Tool calls: a chat request with ``tools`` (and ``tool_choice`` not ``"none"``) is answered with
+one ``tool_calls`` entry for the first tool (or the named one), its arguments a JSON object
+with a value for every required parameter, ``finish_reason: "tool_calls"``, as vLLM answers
+when its tool-call parser is running. The fault ``tool_parser="broken"`` answers the way a
+broken or mismatched parser does: the model's raw tool-call markup as plain text in
+``content`` (GLM's ``<tool_call>name<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>``
+form, https://docs.vllm.ai/en/latest/api/vllm/parser/glm47_moe/), ``tool_calls`` empty.
+
 Several pods, one engine (the design chosen for RunPod's proxy): RunPod exposes a pod's port as
 ``https://{podId}-{port}.proxy.runpod.net``. The stand-in routes on a *path prefix* instead:
 ``{url}/pods/{podId}-{port}/...`` (``{url}/pods/{podId}/...`` works too), and also on a Host
@@ -50,8 +58,9 @@ __all__ = ["EngineStandin", "EngineRequest", "MODES", "DEFAULT_MODEL"]
 
 DEFAULT_MODEL = "zai-org/GLM-5.2-FP8"
 MODES = ("healthy", "never_healthy", "crash", "wrong_model")
+TOOL_PARSERS = ("working", "broken")
 _SETTINGS = ("mode", "startup_delay", "api_key", "served_model_name", "wrong_model_name",
-             "crash_style", "max_model_len", "completion_text")
+             "crash_style", "max_model_len", "completion_text", "tool_parser")
 
 _POD_PATH = re.compile(r"^/pods/([A-Za-z0-9_]+?)(?:-(\d+))?(/.*)?$")
 _POD_HOST = re.compile(r"^([A-Za-z0-9_]+)-(\d+)\.proxy\.", re.I)
@@ -80,6 +89,7 @@ class EngineStandin(HttpStandin):
         wrong_model_name: str = "wrong-org/not-the-served-model",
         max_model_len: int = 202752,
         completion_text: str = "Hello from the glmserve engine stand-in.",
+        tool_parser: str = "working",
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -92,7 +102,7 @@ class EngineStandin(HttpStandin):
         self.configure(mode=mode, startup_delay=startup_delay, api_key=api_key,
                        served_model_name=served_model_name, wrong_model_name=wrong_model_name,
                        crash_style=crash_style, max_model_len=max_model_len,
-                       completion_text=completion_text)
+                       completion_text=completion_text, tool_parser=tool_parser)
         self._http = BackgroundHTTPServer(self._app, host, port)
 
     # ------------------------------------------------------------------ lifecycle
@@ -113,6 +123,8 @@ class EngineStandin(HttpStandin):
             raise ValueError(f"mode must be one of {MODES}")
         if "crash_style" in settings and settings["crash_style"] not in ("500", "reset"):
             raise ValueError("crash_style must be '500' or 'reset'")
+        if "tool_parser" in settings and settings["tool_parser"] not in TOOL_PARSERS:
+            raise ValueError(f"tool_parser must be one of {TOOL_PARSERS}")
         with self._lock:
             (self._defaults if pod_id is None else self._overrides.setdefault(pod_id, {})).update(settings)
 
@@ -276,7 +288,21 @@ class EngineStandin(HttpStandin):
                          headers={"Cache-Control": "no-cache"},
                          stream=self._stream(rid, created, model, words, finish, usage, chat,
                                              bool((body.get("stream_options") or {}).get("include_usage"))))
-        if chat:
+        tool = self._called_tool(body) if chat else None
+        if tool is not None:
+            name, arguments = tool
+            if cfg["tool_parser"] == "broken":
+                markup = "".join(f"<arg_key>{k}</arg_key><arg_value>{v}</arg_value>" for k, v in arguments.items())
+                message = {"role": "assistant", "content": f"<tool_call>{name}{markup}</tool_call>",
+                           "tool_calls": [], "reasoning_content": None}
+            else:
+                message = {"role": "assistant", "content": None, "reasoning_content": None, "tool_calls": [{
+                    "id": "chatcmpl-tool-" + uuid.uuid4().hex, "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(arguments)}}]}
+                finish = "tool_calls"
+            choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish, "stop_reason": None}
+            obj = "chat.completion"
+        elif chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": text, "tool_calls": [],
                                               "reasoning_content": None},
                       "logprobs": None, "finish_reason": finish, "stop_reason": None}
@@ -286,6 +312,23 @@ class EngineStandin(HttpStandin):
             obj = "text_completion"
         return json_reply(200, {"id": rid, "object": obj, "created": created, "model": model,
                                 "choices": [choice], "usage": usage})
+
+    @staticmethod
+    def _called_tool(body: dict) -> Optional[tuple[str, dict]]:
+        """The tool a model would call for this request: (name, arguments), or None."""
+        tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+        choice = body.get("tool_choice", "auto")
+        if not tools or choice == "none":
+            return None
+        fn = tools[0]["function"]
+        if isinstance(choice, dict):
+            wanted = (choice.get("function") or {}).get("name")
+            fn = next((t["function"] for t in tools if t["function"].get("name") == wanted), fn)
+        params = fn.get("parameters") or {}
+        props = params.get("properties") or {}
+        samples = {"string": "Paris", "integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
+        arguments = {k: samples.get((props.get(k) or {}).get("type"), "Paris") for k in params.get("required") or []}
+        return str(fn.get("name")), arguments
 
     @staticmethod
     def _stream(rid: str, created: int, model: str, words: list[str], finish: str, usage: dict,

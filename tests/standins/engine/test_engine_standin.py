@@ -1,6 +1,7 @@
 """The vLLM engine stand-in behaves like vLLM's OpenAI-compatible server, for the real clients."""
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -159,3 +160,36 @@ def test_gate_makes_the_proxy_answer_502_for_a_pod_that_is_not_running(engine):
     del started["gated"]
     assert httpx.get(url + "/health").status_code == 502
     engine.set_gate(None)
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+                   "required": ["city", "days"]}}}
+
+
+def test_a_request_with_tools_gets_a_well_formed_tool_call(engine):
+    client = openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY, max_retries=0)
+    out = client.chat.completions.create(model=DEFAULT_MODEL, tools=[WEATHER], tool_choice="auto",
+                                         messages=[{"role": "user", "content": "Weather in Paris?"}])
+    choice = out.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "get_weather" and call.id
+    assert json.loads(call.function.arguments) == {"city": "Paris", "days": 1}
+    # tool_choice "none" (or no tools) is a plain answer
+    plain = client.chat.completions.create(model=DEFAULT_MODEL, tools=[WEATHER], tool_choice="none",
+                                           messages=[{"role": "user", "content": "hi"}])
+    assert plain.choices[0].message.content and not plain.choices[0].message.tool_calls
+
+
+def test_broken_tool_parser_fault_returns_the_call_as_plain_text(engine):
+    engine.configure(tool_parser="broken")
+    client = openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY, max_retries=0)
+    out = client.chat.completions.create(model=DEFAULT_MODEL, tools=[WEATHER],
+                                         messages=[{"role": "user", "content": "Weather in Paris?"}])
+    message = out.choices[0].message
+    assert not message.tool_calls and out.choices[0].finish_reason == "stop"
+    assert message.content.startswith("<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris")
+    with pytest.raises(ValueError, match="tool_parser must be one of"):
+        engine.configure(tool_parser="flaky")

@@ -50,3 +50,30 @@ def test_a_tool_call_returned_as_text_fails_naming_the_parser():
 def test_a_malformed_tool_call_fails(bad):
     with pytest.raises(ReadinessError, match="malformed tool call"):
         wait_ready(gate(), log=lambda m: None, transport=engine(bad, []))
+
+
+# ------------------------------------------------------------- through the engine stand-in over HTTP
+
+def standin_gate(url: str) -> Gate:
+    return Gate(base_url=url, api_key="k" * 30, model_name=MODEL, timeout_seconds=10, poll_seconds=0.05,
+                tool_call_check=True)
+
+
+def test_gate_passes_when_the_engine_parses_the_tool_call():
+    from tests.standins.engine import EngineStandin
+
+    logs: list = []
+    with EngineStandin(served_model_name=MODEL, api_key="k" * 30) as e:
+        wait_ready(standin_gate(e.url), log=logs.append)
+        [req] = [r for r in e.requests("/v1/chat/completions")]
+        assert req.json["tools"][0]["function"]["name"] == "get_weather"
+    assert "tool call answered as a well-formed tool_calls entry" in logs
+
+
+def test_gate_fails_when_the_engine_returns_the_tool_call_as_text():
+    from tests.standins.engine import EngineStandin
+
+    with EngineStandin(served_model_name=MODEL, api_key="k" * 30, tool_parser="broken") as e:
+        with pytest.raises(ReadinessError, match="came back as plain text") as err:
+            wait_ready(standin_gate(e.url), log=lambda m: None)
+    assert err.value.step == "tool-call" and "<tool_call>get_weather" in str(err.value)

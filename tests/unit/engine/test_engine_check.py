@@ -26,8 +26,11 @@ from tests.helpers import ROOT  # noqa: E402
 from infra.spec import shapes
 from infra.spec.image import image_version_problems
 from infra.engine import check as ec  # noqa: E402
+from infra.engine.check import venv  # noqa: E402
 from infra.common.errors import GlmserveError  # noqa: E402
-from infra.engine.render import SGLANG_KV, flag_table, render  # noqa: E402
+from infra.common.versions import version_tuple  # noqa: E402
+from infra.engine.flags import flag_table  # noqa: E402
+from infra.engine.render import SGLANG_KV, render  # noqa: E402
 from infra.spec.model import SPECULATIVE_METHODS  # noqa: E402
 from infra.spec.build import build_spec
 from infra.config.project import list_stacks, stacks_dir  # noqa: E402
@@ -205,6 +208,26 @@ def _dev_argv() -> list[str]:
     return list(render(spec_for_stack("dev", ROOT)).argv)
 
 
+def test_tool_calling_and_reasoning_flags_are_accepted_by_both_engines(checker):
+    """The node's parsers (glm47, glm45) exist in the pinned engines: vLLM validates the tool
+    parser's name at validate_parsed_serve_args, SGLang's parser has the names as choices."""
+    v = vllm_check(checker, _dev_argv())
+    assert v.ok, v.message
+    assert (v.values["tool_call_parser"], v.values["reasoning_parser"]) == ("glm47", "glm45")
+    assert v.values["enable_auto_tool_choice"] is True
+    v = checker.check(_sglang_argv(), "sglang")
+    assert v.ok, v.message
+    assert (v.values["tool_call_parser"], v.values["reasoning_parser"]) == ("glm47", "glm45")
+    for flag, key in (("--tool-call-parser", "engine.toolCallParser"), ("--reasoning-parser", "engine.reasoningParser")):
+        v = vllm_check(checker, _replace_value(_dev_argv(), flag, "glm99"))
+        assert not v.ok and "no such parser in this vLLM" in v.message
+        [p] = ec.problems_for(v)
+        assert (p.key, p.value) == (key, "glm99")
+    v = checker.check(_replace_value(_sglang_argv(), "--tool-call-parser", "glm99"), "sglang")
+    assert not v.ok
+    assert ec.problems_for(v)[0].key == "engine.toolCallParser"
+
+
 def _replace_value(argv: list[str], flag: str, value: str) -> list[str]:
     out = list(argv)
     out[out.index(flag) + 1] = value
@@ -350,7 +373,9 @@ def test_version_mismatch_is_refused_not_checked_with_another_version(checker):
 
 
 def test_validate_parsed_serve_args_runs(checker):
-    v = vllm_check(checker, _dev_argv() + ["--enable-auto-tool-choice"])
+    argv = [a for a in _dev_argv() if a != "--enable-auto-tool-choice"]
+    i = argv.index("--tool-call-parser")
+    v = vllm_check(checker, argv[:i] + argv[i + 2:] + ["--enable-auto-tool-choice"])
     assert not v.ok
     assert v.errors[0].stage == "validate"
     assert v.errors[0].message == "--enable-auto-tool-choice requires --tool-call-parser"
@@ -400,33 +425,37 @@ def test_sglang_reports_deprecations_as_warnings(checker):
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_flag_table_matches_real_parser(checker, engine):
     """Every flag in templates/engines/<engine>.flags.yaml exists in the pinned engine's
-    real parser, with the same arity (value: true = takes a value)."""
+    real parser (aliases too), with the same arity (kind switch = takes no value)."""
     real = checker.flags(engine)
-    table = flag_table(engine)["flags"]
+    table = flag_table(engine).flags
     missing = {f for f in table if f not in real}
     assert missing == STALE_TABLE_FLAGS[engine], (
         f"flags in templates/engines/{engine}.flags.yaml that {engine} "
         f"{ec.pinned_versions()[engine]} does not have: {sorted(missing)} (expected stale: "
         f"{sorted(STALE_TABLE_FLAGS[engine])}; update the table or STALE_TABLE_FLAGS)")
-    arity = {f: (info["value"], real[f]["takes_value"]) for f, info in table.items()
-             if f in real and bool(info["value"]) != real[f]["takes_value"]}
-    assert not arity, f"value: true/false disagrees with the real parser: {arity}"
-    pinned = ec._vtuple(ec.pinned_versions()[engine])
-    late = {f: info["since"] for f, info in table.items() if ec._vtuple(str(info["since"])) > pinned}
+    aliases = {a for f in table.values() for a in f.aliases if a not in real}
+    assert not aliases, f"aliases in the table that {engine}'s parser does not have: {sorted(aliases)}"
+    arity = {f: (info.kind, real[f]["takes_value"]) for f, info in table.items()
+             if f in real and info.takes_value != real[f]["takes_value"]}
+    assert not arity, f"kind disagrees with the real parser's arity: {arity}"
+    pinned = version_tuple(ec.pinned_versions()[engine])
+    late = {f: info.since for f, info in table.items() if version_tuple(info.since) > pinned}
     assert not late, f"flags whose `since` is after the pinned {engine}, yet its parser has them: {late}"
 
 
-def test_every_flag_the_vllm_template_can_render_maps_to_a_spec_key():
+def test_every_flag_the_templates_can_render_maps_to_a_spec_key():
     spec = make_spec(model={"revision": "main"}, serving={"prefixCaching": False})
     argv = render(spec).argv
+    table = flag_table("vllm")
     for a in argv:
         if a.startswith("--"):
-            assert ec.spec_key_for_flag("vllm", a, argv) == ec.FLAG_KEYS["vllm"][a]
+            assert ec.spec_key_for_flag("vllm", a, argv) == table.lookup(a).spec
     spec = without_load_strategy(make_spec(serving={"prefixCaching": False}))
     argv = render(spec, "sglang").argv
+    table = flag_table("sglang")
     for a in argv:
         if a.startswith("--"):
-            assert a in ec.FLAG_KEYS["sglang"], a
+            assert table.lookup(a).spec, a
 
 
 # ============================================================ property-based
@@ -610,15 +639,15 @@ def test_checker_without_engines_fails_loudly():
 
 def test_requirements_hash_follows_the_requirement_files(tmp_path, monkeypatch):
     for name in ec.REQUIREMENT_FILES:
-        (tmp_path / name).write_text((ec.REQUIREMENTS_DIR / name).read_text())
-    monkeypatch.setattr(ec, "REQUIREMENTS_DIR", tmp_path)
+        (tmp_path / name).write_text((venv.REQUIREMENTS_DIR / name).read_text())
+    monkeypatch.setattr(venv, "REQUIREMENTS_DIR", tmp_path)
     h1 = ec.requirements_hash()
     (tmp_path / "engine-check-vllm.txt").write_text("vllm==0.34.0\n")
     assert ec.requirements_hash() != h1
 
 
 def test_network_is_refused_inside_the_checker():
-    code = ("import socket, infra.engine.check as e; e._guard_network()\n"
+    code = ("import socket\nfrom infra.engine.check.server import guard_network; guard_network()\n"
             "try:\n    socket.getaddrinfo('huggingface.co', 443)\nexcept OSError as x:\n    print(x)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert "network access refused (huggingface.co)" in out.stdout

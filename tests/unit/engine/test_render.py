@@ -32,15 +32,18 @@ SEED_ARGV = [
     "--enable-prefix-caching",
     "--enforce-eager",
 ]
+# The node adds tool calling and reasoning as vLLM's GLM-5.2 recipe serves it
+# (vllm-project/recipes, models/zai-org/GLM-5.2.yaml).
+NODE_ARGV = SEED_ARGV + ["--tool-call-parser", "glm47", "--reasoning-parser", "glm45", "--enable-auto-tool-choice"]
 
 
 def spec_with(overrides: dict):
     return build_spec(copy.deepcopy(NODE), overrides, "stacks/node.yaml", "stacks/Pulumi.t.yaml")
 
 
-def test_seed_node_renders_the_seed_command_fixed():
+def test_node_renders_the_seed_command_fixed_with_tool_calling():
     cmd = render(spec_with({}))
-    assert cmd.argv == SEED_ARGV
+    assert cmd.argv == NODE_ARGV
     assert json.loads(cmd.argv[cmd.argv.index("--speculative-config") + 1]) == {
         "method": "mtp", "num_speculative_tokens": 5}
 
@@ -125,8 +128,8 @@ def test_cli_formats(project):
     argv = run_glmserve("render", "--stack", "dev", "--format", "argv", env=env, check=True).stdout.splitlines()
     as_json = json.loads(run_glmserve("render", "--stack", "dev", "--format", "json", env=env, check=True).stdout)
     shell = run_glmserve("render", "--stack", "dev", "--format", "shell", env=env, check=True).stdout.strip()
-    assert argv == as_json == SEED_ARGV
-    assert shlex.split(shell) == SEED_ARGV   # copy-pasteable: the shell gives back the argv
+    assert argv == as_json == NODE_ARGV
+    assert shlex.split(shell) == NODE_ARGV   # copy-pasteable: the shell gives back the argv
 
 
 def test_cli_errors_have_no_traceback_and_exit_nonzero(project):
@@ -155,3 +158,32 @@ def test_version_gates_apply_to_the_spec_engine_only():
         render(spec)
     assert "--speculative-config needs vllm >= 0.8" in str(e.value)
     assert "--speculative-algorithm" in render(spec, "sglang").argv
+
+
+def test_tool_calling_and_reasoning_render_for_both_engines():
+    spec = spec_with({"serving": {"loadStrategy": None}})
+    sglang = render(spec, "sglang").argv
+    assert sglang[sglang.index("--tool-call-parser") + 1] == "glm47"
+    assert sglang[sglang.index("--reasoning-parser") + 1] == "glm45"
+    assert "--enable-auto-tool-choice" not in sglang      # SGLang has no such flag
+    off = render(spec_with({"engine": {"toolCallParser": None, "autoToolChoice": False, "reasoningParser": None}})).argv
+    assert not {"--tool-call-parser", "--reasoning-parser", "--enable-auto-tool-choice"} & set(off)
+
+
+def test_auto_tool_choice_needs_a_tool_call_parser():
+    with pytest.raises(GlmserveError) as e:
+        spec_with({"engine": {"toolCallParser": None, "autoToolChoice": True}})
+    assert "autoToolChoice needs toolCallParser" in str(e.value)
+
+
+def test_tool_calling_with_mtp_is_warned_about():
+    assert any("vllm#44843" in w for w in render(spec_with({})).warnings)
+    assert not render(spec_with({"serving": {"speculative": None}})).warnings
+    assert not render(spec_with({"engine": {"toolCallParser": None, "autoToolChoice": False}})).warnings
+
+
+def test_tool_flags_need_an_engine_that_has_them():
+    with pytest.raises(GlmserveError) as e:
+        render(spec_with({"serving": {"speculative": None, "loadStrategy": None},
+                          "engine": {"version": "0.5.4", "image": "vllm/vllm-openai:v0.5.4"}}))
+    assert "--tool-call-parser needs vllm >= 0.6" in str(e.value)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from infra.gitops.diff import _parse_argv, diff_command
-from infra.engine.render import flag_table
+from infra.engine.flags import flag_table
 
 from tests.helpers import run_glmserve
 from tests.e2e.test_gitops import commit, edit_stack, make_repo
@@ -41,7 +41,7 @@ def test_parse_argv_uses_the_flag_table():
     assert parsed["head"] == ["vllm", "serve", "m/x"]
     assert parsed["flags"] == [["--revision", "abc"], ["--trust-remote-code", None], ["--max-model-len", "1024"],
                                ["--speculative-config", '{"a": 1}'], ["--seed", "3"], ["--enforce-eager", None],
-                               ["--chat-template", "--weird"]]
+                               ["--chat-template", None], ["--weird", None]]
 
 
 def test_diff_command_added_removed_changed_and_repeated():

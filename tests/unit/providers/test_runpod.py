@@ -125,13 +125,15 @@ def test_named_secrets_become_runpod_secret_references():
     assert env["VLLM_API_KEY"] == "{{ RUNPOD_SECRET_glm-key }}"
 
 
-def test_engine_with_an_api_key_flag_reads_it_from_env_not_args():
+def test_engine_with_an_api_key_file_reads_it_from_env_not_args():
     from infra.engine.render import EngineCommand
 
     cmd = EngineCommand(engine="sglang", argv=["python3", "-m", "sglang.launch_server", "--port", "8000"],
-                        image_entrypoint=[], api_key_env="GLMSERVE_API_KEY", api_key_flag="--api-key")
-    args = RunPodProvider.pod_args(cmd)
-    assert shlex.split(args) == ["sh", "-c", 'exec python3 -m sglang.launch_server --port 8000 --api-key "$GLMSERVE_API_KEY"']
+                        image_entrypoint=[], api_key_env="GLMSERVE_API_KEY", api_key_file_flag="--config")
+    args = shlex.split(RunPodProvider.pod_args(cmd))
+    assert args == cmd.launch_argv() and args[:2] == ["/bin/sh", "-c"]
+    assert args[-5:] == ["python3", "-m", "sglang.launch_server", "--port", "8000"]
+    assert "--api-key" not in args
 
 
 @pytest.mark.parametrize("over,key", [
