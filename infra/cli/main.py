@@ -93,7 +93,8 @@ def cmd_policy(args) -> int:
 def cmd_diff(args) -> int:
     from pathlib import Path
 
-    from infra.gitops.diff import diff_stacks, format_markdown, format_text
+    from infra.gitops.diff import diff_stacks
+    from infra.gitops.diff_format import format_markdown, format_text
     from infra.config.project import project_root
 
     stacks = list(dict.fromkeys(args.stack or []))

@@ -152,7 +152,7 @@ def main(argv: list[str]) -> int:
             failed |= not r["ok"]
             drifted |= r["drift"]
             say(f"drift-report: {stack} ({env}): {entry['status']}"
-                    + "".join(f"\n  {c['op']} {c['type']} {c['name']}" + (f" [{c['diff']}]" if c["diff"] else "")
+                + "".join(f"\n  {c['op']} {c['type']} {c['name']}" + (f" [{c['diff']}]" if c["diff"] else "")
                               for c in r["changes"]))
         if entry["expired"]:
             drifted = True

@@ -107,7 +107,7 @@ def main(argv: list[str]) -> int:
     say("merge-up: order: " + (" -> ".join(f"{s} ({e})" for s, e in ordered) or "nothing touched"))
     for s in removed:
         say(f"merge-up: stacks/Pulumi.{s}.yaml was deleted; its resources are left alone "
-                f"(glmserve destroy --stack {s} --remove)")
+            f"(glmserve destroy --stack {s} --remove)")
     if args.dry_run:
         write_json(result, args.json_out)
         return 0
@@ -131,7 +131,7 @@ def main(argv: list[str]) -> int:
             entry["error"] = failure_detail(run)
             failed = stack
             say(f"merge-up: {stack}: up FAILED (exit {run.returncode}); stopping before "
-                    + (", ".join(e["stack"] for e in result["stacks"] if e["result"] == "planned") or "nothing else"))
+                + (", ".join(e["stack"] for e in result["stacks"] if e["result"] == "planned") or "nothing else"))
     result["ok"] = failed is None
     result["failed"] = failed
     write_summary(markdown(result), args.summary)

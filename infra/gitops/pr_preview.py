@@ -26,6 +26,8 @@ from typing import Any, Optional
 
 from infra.common.secrets import redact
 from infra.config.project import list_stacks
+from infra.gitops.diff import diff_stacks
+from infra.gitops.diff_format import format_markdown_stack, format_text
 from infra.gitops.engine_output import resource_changes, resource_summary
 from infra.gitops.environments import in_environment_order
 from infra.gitops.glmserve_cli import failure_detail, run_glmserve
@@ -112,8 +114,6 @@ def _preview_cell(pv: Optional[dict]) -> str:
 
 
 def build_markdown(result: dict[str, Any]) -> str:
-    from infra.gitops.diff import format_markdown_stack
-
     out = [MARKER, "## glmserve: preview of this change", ""]
     base = result["base"]
     n, total = len(result["stacks"]), len(result["all_stacks"])
@@ -228,11 +228,9 @@ def main(argv: list[str]) -> int:
         raise GitopsError(f"no stack file for {', '.join(unknown)} under {stacks_folder(root)}/")
     ordered = in_environment_order(root, names)
     say(f"pr-preview: {len(selection.changed)} file(s) changed since {mb[:12]} (merge base with {args.base}); "
-            f"stacks touched: {', '.join(s for s, _ in ordered) or 'none'}")
+        f"stacks touched: {', '.join(s for s, _ in ordered) or 'none'}")
     for s, env in ordered:
         say(f"  {s} ({env}): {'; '.join(selection.stacks.get(s, ['--stack']))}")
-
-    from infra.gitops.diff import diff_stacks, format_text
 
     diffs = diff_stacks(root, mb, [s for s, _ in ordered]) if ordered else {"base": mb, "stacks": [], "notes": []}
     by_stack = {d["stack"]: d for d in diffs["stacks"]}

@@ -8,7 +8,8 @@ import json
 import pytest
 import yaml
 
-from infra.gitops.diff import _parse_argv, diff_command
+from infra.gitops.compare import diff_command
+from infra.gitops.snapshot_worker import _parse_argv
 from infra.engine.render import flag_table
 
 from tests.helpers import run_glmserve
