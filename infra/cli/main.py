@@ -80,7 +80,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_policy(args) -> int:
-    from infra.gitops.policy import check_stack
+    from infra.policy.check import check_stack
 
     report = check_stack(args.stack)
     if args.json:

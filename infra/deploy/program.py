@@ -23,8 +23,8 @@ def program() -> None:
     for w in (plan.warnings() if plan is not None else []):
         pulumi.log.warn(w)
     try:
-        # The policy rules (infra/policy.py) gate preview and up: every violation, before any resource.
-        from infra.gitops.policy import enforce
+        # The policy rules (infra/policy/) gate preview and up: every violation, before any resource.
+        from infra.policy.check import enforce
         enforce(spec, plan, pulumi.get_stack())
     except GlmserveError as e:
         raise pulumi.RunError(e.render()) from None

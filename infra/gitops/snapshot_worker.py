@@ -136,14 +136,17 @@ def _snapshot_one(stack: str) -> dict[str, Any]:
         except ImportError:
             pass
     try:
-        from infra.gitops.policy import check_stack
+        from infra.policy.check import check_stack
     except ImportError:
-        check_stack = None
+        try:                                    # a tree from before the policy layer
+            from infra.gitops.policy import check_stack
+        except ImportError:
+            check_stack = None
     if check_stack is not None:
         try:
             report = check_stack(stack, spec=spec, plan=plan)
             snap["policy"] = {"ok": report.ok, "environment": report.environment,
-                              "violations": [v.render() for v in report.violations]}
+                              "violations": report.messages()}
         except GlmserveError as e:
             snap["policy"] = {"ok": False, "environment": snap["environment"], "violations": [e.render()]}
     return snap
