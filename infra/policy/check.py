@@ -35,6 +35,9 @@ def _jsonable(v: Any) -> Any:
 class Report:
     stack: Optional[str]
     evaluation: Evaluation
+    # What the rules read (infra/policy/facts.py); the ServingNode component carries it for a
+    # CrossGuard policy pack (policy/).
+    facts: dict[str, Any]
 
     @property
     def environment(self) -> str:
@@ -89,7 +92,7 @@ def evaluate(spec: NodeSpec, plan=None, *, stack: Optional[str] = None, file: Op
              today: Optional[datetime.date] = None) -> Report:
     """Every enabled rule on a validated spec and its plan (None if it has no profile)."""
     facts = policy_facts(spec, plan, stack=stack, file=file)
-    return Report(stack=stack, evaluation=evaluate_facts(facts, today))
+    return Report(stack=stack, evaluation=evaluate_facts(facts, today), facts=facts)
 
 
 def stack_file_label(stack: str) -> str:

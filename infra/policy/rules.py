@@ -51,6 +51,15 @@ SWITCHES = {
     "stop-plan": ("requireStopPlan", {"dev": True, "staging": True, "prod": True}),
 }
 RULES = ("pinned-revision", "image-digest", "api-key", "max-cost", "stop-plan", "feasible-plan")
+# One line per rule, for listings such as a policy pack's (docs/gitops.md has the details).
+DESCRIPTIONS = {
+    "pinned-revision": "model.revision is a 40-hex commit (on in prod)",
+    "image-digest": "engine.image is pinned by digest (on in prod)",
+    "api-key": "every request needs an API key, held only as a secret",
+    "max-cost": "the cost per hour with every replica busy is within policy.maxCostPerHour",
+    "stop-plan": "a node billed while it exists has a stop option set or an expiry date",
+    "feasible-plan": "the capacity plan fits",
+}
 
 Facts = dict[str, Any]
 
@@ -63,6 +72,15 @@ class Violation:
     value: Any = None
     fix: Optional[str] = None
     file: Optional[str] = None
+
+    def text(self) -> str:
+        """One line, as glmserve's errors read: key in file: [rule] message; got value; allowed: fix."""
+        parts = [f"{self.key}{f' in {self.file}' if self.file else ''}: [{self.rule}] {self.message}"]
+        if self.value is not None:
+            parts.append(f"got {self.value!r}")
+        if self.fix:
+            parts.append(f"allowed: {self.fix}")
+        return "; ".join(parts)
 
 
 @dataclass
@@ -95,12 +113,12 @@ def enabled_rules(facts: Facts) -> dict[str, bool]:
 # --------------------------------------------------------------------------- the rules
 
 def _pinned_revision(f: Facts) -> list[Violation]:
-    rev = f["model"]["revision"]
+    rev = f["model"].get("revision")
     if rev is not None and COMMIT_RE.fullmatch(rev):
         return []
     what = "is not set: the node follows the model repository's default branch" if rev is None else \
         "is a branch, a tag or a short hash, which can move under a running stack"
-    return [Violation("pinned-revision", "model.revision", what, value=rev, file=f["file"],
+    return [Violation("pinned-revision", "model.revision", what, value=rev, file=f.get("file"),
                       fix=f"the 40-hex commit of {f['model']['id']} you validated (lower case)")]
 
 
@@ -110,48 +128,48 @@ def _image_digest(f: Facts) -> list[Violation]:
         return []
     repo = image.split("@")[0]
     return [Violation("image-digest", "engine.image", "is not pinned by digest: a tag can be re-pushed",
-                      value=image, file=f["file"],
+                      value=image, file=f.get("file"),
                       fix=f"{repo}@sha256:<64 hex> (docker buildx imagetools inspect {repo})")]
 
 
 def _api_key(f: Facts) -> list[Violation]:
     out = []
-    key_vars = set(f["engine"]["apiKeyEnvNames"])
-    for name in f["engine"]["env"]:
+    key_vars = set(f["engine"].get("apiKeyEnvNames") or [])
+    for name in f["engine"].get("env") or []:
         if name in key_vars:
             out.append(Violation("api-key", f"engine.env.{name}",
                                  "sets the engine's API key in plain configuration (it would override or "
-                                 "blank the secret)", file=f["file"],
+                                 "blank the secret)", file=f.get("file"),
                                  fix="remove it; use secrets.apiKey (by value with --secret, or by name)"))
-    if any(a.split("=", 1)[0] == "--api-key" for a in f["engine"]["extraArgs"]):
+    if any(a.split("=", 1)[0] == "--api-key" for a in f["engine"].get("extraArgs") or []):
         out.append(Violation("api-key", "engine.extraArgs", "passes --api-key: the key would be in argv, "
-                             "state, logs and the process list", value="--api-key", file=f["file"],
+                             "state, logs and the process list", value="--api-key", file=f.get("file"),
                              fix="remove it; the engine reads its key from the environment"))
     return out
 
 
 def _max_cost(f: Facts, notes: list[str]) -> list[Violation]:
     limit = f["policy"]["maxCostPerHour"]
-    provider, plan = f["provider"], f["plan"]
+    provider, plan = f["provider"], f.get("plan")
     if plan is None:
         return [Violation("max-cost", "policy.maxCostPerHour",
                           "cannot be checked: there is no capacity and cost plan (model.profile is not set)",
-                          value=limit, file=f["file"], fix="set model.profile")]
+                          value=limit, file=f.get("file"), fix="set model.profile")]
     if provider["billing"] == NO_BILLING:
         notes.append(f"max-cost: provider {provider['name']} bills nothing")
         return []
-    worst = plan["maxCostPerHour"] if plan["maxCostPerHour"] is not None else plan["costPerHour"]
+    worst = plan.get("maxCostPerHour") if plan.get("maxCostPerHour") is not None else plan.get("costPerHour")
     if worst is None:
         return [Violation("max-cost", "policy.maxCostPerHour",
                           f"cannot be checked: no price for {f['gpu']['type']} on {provider['name']}",
-                          value=limit, file=f["file"], fix="add the price to infra/data/pricing.yaml")]
+                          value=limit, file=f.get("file"), fix="add the price to infra/data/pricing.yaml")]
     if worst <= limit + 1e-9:
         return []
-    per, replicas = plan["costPerHour"], f["scaling"]["maxReplicas"]
+    per, replicas = plan.get("costPerHour"), int(f["scaling"]["maxReplicas"])
     detail = f"${worst:,.2f}/h" + (f" (${per:,.2f}/h x {replicas} replicas)" if per and replicas > 1 else "")
     return [Violation("max-cost", "policy.maxCostPerHour",
                       f"the node costs {detail} with every replica busy, over the limit ${limit:,.2f}/h",
-                      value=limit, file=f["file"],
+                      value=limit, file=f.get("file"),
                       fix="fewer GPUs or scaling.maxReplicas, a cheaper provider, or a higher limit")]
 
 
@@ -161,26 +179,26 @@ def _stop_plan(f: Facts, today: datetime.date) -> list[Violation]:
         return []
     stop = provider.get("stopOption")            # {key, stopValue, value}, or None without one
     option = f"{provider['name']}.{stop['key']}" if stop else None
-    stopped = stop is not None and stop["value"] == stop["stopValue"]
-    expires = f["policy"]["expiresAt"]
+    stopped = stop is not None and stop.get("value") == stop["stopValue"]
+    expires = f["policy"].get("expiresAt")
     if expires is not None and today > datetime.date.fromisoformat(expires) and not stopped:
         how = f"{option}: {stop['stopValue']}, " if stop else ""
         return [Violation("stop-plan", "policy.expiresAt", f"expired on {expires} and the pod is still meant to run",
-                          value=expires, file=f["file"],
-                          fix=f"{how}`glmserve destroy --stack {f['stack'] or '<stack>'}`, or a later "
+                          value=expires, file=f.get("file"),
+                          fix=f"{how}`glmserve destroy --stack {f.get('stack') or '<stack>'}`, or a later "
                               "policy.expiresAt")]
-    if (stop is not None and stop["value"] is not None) or expires is not None:
+    if (stop is not None and stop.get("value") is not None) or expires is not None:
         return []
     how = f"set {option} explicitly ({stop['stopValue']} releases the GPUs), or " if stop else "set "
     return [Violation("stop-plan", provider["name"], "a dedicated pod bills while it exists, and this stack has "
-                      "no stop or destroy plan", file=f["file"], fix=f"{how}policy.expiresAt: YYYY-MM-DD")]
+                      "no stop or destroy plan", file=f.get("file"), fix=f"{how}policy.expiresAt: YYYY-MM-DD")]
 
 
 def _feasible(f: Facts, notes: list[str]) -> list[Violation]:
-    if f["plan"] is None:
+    if f.get("plan") is None:
         notes.append("feasible-plan: no capacity plan (model.profile is not set)")
         return []
-    return [Violation("feasible-plan", "(capacity plan)", e) for e in f["plan"]["errors"]]
+    return [Violation("feasible-plan", "(capacity plan)", e) for e in f["plan"].get("errors") or []]
 
 
 def evaluate(facts: Facts, today: Optional[datetime.date] = None) -> Evaluation:
