@@ -83,6 +83,10 @@ def cmd_policy(args) -> int:
     from infra.policy.check import check_stack
 
     report = check_stack(args.stack)
+    if args.facts:
+        # What the rules read, and what the ServingNode hands a CrossGuard policy pack (policy/).
+        print(redact(json.dumps(report.facts, indent=2)))
+        return 0
     if args.json:
         print(redact(json.dumps(report.to_json(), indent=2)))
     else:
@@ -203,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
                         allow_abbrev=False)
     po.add_argument("--stack", required=True)
     po.add_argument("--json", action="store_true")
+    po.add_argument("--facts", action="store_true",
+                    help="print the policy facts the rules read (the ServingNode's input for the policy pack)")
     po.set_defaults(func=cmd_policy)
 
     d = sub.add_parser("diff", help="what a change does to a stack's node: base revision vs working tree",

@@ -132,3 +132,16 @@ def test_the_pack_runtime_uses_its_own_virtualenv():
                 if "==" in line and not line.startswith("#"))
     assert pins["pulumi"] == lock["pulumi"], "the pack's SDK matches the project's (and the CLI's)"
     assert "pulumi-policy" not in lock and "pulumi_policy" not in lock
+
+
+def test_glmserve_policy_facts_prints_what_the_pack_reads():
+    from tests.helpers import run_glmserve
+
+    proc = run_glmserve("policy", "--stack", "runpod-prod", "--facts", env={"GLMSERVE_PROJECT_DIR": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts["environment"] == "prod" and facts["provider"]["billing"] == "dedicated"
+    assert facts["provider"]["stopOption"]["key"] == "state"
+    pack = load_serving_node()
+    assert [m.split(": [")[1].split("]")[0] for m in pack.violations(SERVING_NODE_TYPE, {"policyFacts": facts},
+                                                                      "pinned-revision")] == ["pinned-revision"]
