@@ -70,22 +70,16 @@ def deployed_stacks(root: Path) -> Optional[dict[str, int]]:
 def expiry(root: Path, stack: str) -> Optional[str]:
     """A message when the stack's policy.expiresAt has passed and its node is meant to run."""
     from infra.common.errors import GlmserveError
-    from infra.config import providers
+    from infra.policy.facts import policy_facts
+    from infra.policy.rules import expiry_violation
     from infra.spec.load import spec_for_stack
 
     try:
-        spec = spec_for_stack(stack, root)
-        provider = providers.get(spec.provider)
+        facts = policy_facts(spec_for_stack(stack, root), stack=stack)
     except (GlmserveError, OSError):      # validation problems are preview's business, not drift's
         return None
-    expires = spec.policy.expires_at
-    if expires is None or datetime.date.today() <= expires:
-        return None
-    stop = provider.stop_option         # (option, value) that stops a dedicated node, if any
-    if stop is not None and spec.options_for(spec.provider).get(stop[0]) == stop[1]:
-        return None
-    how = f"stop it ({spec.provider}.{stop[0]}: {stop[1]}), " if stop is not None else ""
-    return f"policy.expiresAt {expires.isoformat()} has passed: {how}destroy it, or move the date"
+    expired = expiry_violation(facts, datetime.date.today())
+    return None if expired is None else f"policy.expiresAt: {expired.message}; to do: {expired.fix}"
 
 
 def refresh(root: Path, stack: str) -> dict[str, Any]:

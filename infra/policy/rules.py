@@ -173,23 +173,34 @@ def _max_cost(f: Facts, notes: list[str]) -> list[Violation]:
                       fix="fewer GPUs or scaling.maxReplicas, a cheaper provider, or a higher limit")]
 
 
+def expiry_violation(f: Facts, today: datetime.date) -> Optional[Violation]:
+    """The stack is past its policy.expiresAt and its node is not stopped (the drift report asks
+    too, whatever the provider bills)."""
+    provider = f["provider"]
+    stop = provider.get("stopOption")            # {key, stopValue, value}, or None without one
+    expires = f["policy"].get("expiresAt")
+    if expires is None or today <= datetime.date.fromisoformat(expires):
+        return None
+    if stop is not None and stop.get("value") == stop["stopValue"]:
+        return None
+    how = f"{provider['name']}.{stop['key']}: {stop['stopValue']}, " if stop else ""
+    return Violation("stop-plan", "policy.expiresAt", f"expired on {expires} and the pod is still meant to run",
+                     value=expires, file=f.get("file"),
+                     fix=f"{how}`glmserve destroy --stack {f.get('stack') or '<stack>'}`, or a later policy.expiresAt")
+
+
 def _stop_plan(f: Facts, today: datetime.date) -> list[Violation]:
     provider = f["provider"]
     if provider["billing"] != DEDICATED:
         return []
-    stop = provider.get("stopOption")            # {key, stopValue, value}, or None without one
-    option = f"{provider['name']}.{stop['key']}" if stop else None
-    stopped = stop is not None and stop.get("value") == stop["stopValue"]
-    expires = f["policy"].get("expiresAt")
-    if expires is not None and today > datetime.date.fromisoformat(expires) and not stopped:
-        how = f"{option}: {stop['stopValue']}, " if stop else ""
-        return [Violation("stop-plan", "policy.expiresAt", f"expired on {expires} and the pod is still meant to run",
-                          value=expires, file=f.get("file"),
-                          fix=f"{how}`glmserve destroy --stack {f.get('stack') or '<stack>'}`, or a later "
-                              "policy.expiresAt")]
-    if (stop is not None and stop.get("value") is not None) or expires is not None:
+    expired = expiry_violation(f, today)
+    if expired is not None:
+        return [expired]
+    stop = provider.get("stopOption")
+    if (stop is not None and stop.get("value") is not None) or f["policy"].get("expiresAt") is not None:
         return []
-    how = f"set {option} explicitly ({stop['stopValue']} releases the GPUs), or " if stop else "set "
+    how = (f"set {provider['name']}.{stop['key']} explicitly ({stop['stopValue']} releases the GPUs), or "
+           if stop else "set ")
     return [Violation("stop-plan", provider["name"], "a dedicated pod bills while it exists, and this stack has "
                       "no stop or destroy plan", file=f.get("file"), fix=f"{how}policy.expiresAt: YYYY-MM-DD")]
 

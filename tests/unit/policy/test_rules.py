@@ -104,3 +104,11 @@ def test_max_cost_of_a_provider_that_bills_nothing_passes_with_a_note():
     facts["provider"]["billing"] = "serverless"
     r = rules.evaluate(facts)
     assert r.failed_rules() == ["max-cost"] and "no price for" in r.violations[0].message
+
+
+def test_an_expiry_date_counts_for_the_drift_report_whatever_the_provider_bills():
+    facts = facts_of({"provider": "modal", "policy": {"expiresAt": "2026-05-31"}})
+    assert rules.expiry_violation(facts, datetime.date(2026, 5, 31)) is None
+    late = rules.expiry_violation(facts, datetime.date(2026, 6, 1))
+    assert late is not None and late.key == "policy.expiresAt" and "expired on 2026-05-31" in late.message
+    assert "stop-plan" not in rules.evaluate(facts, datetime.date(2026, 6, 1)).failed_rules()   # serverless
