@@ -32,6 +32,15 @@ def load_rules() -> ModuleType:
 rules = load_rules()
 
 
+def _plain(value: Any) -> Any:
+    """Resource properties as plain dicts and lists (the policy SDK hands read-only proxies)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def violations(resource_type: str, props: Mapping[str, Any], rule: str,
                today: Optional[datetime.date] = None) -> list[str]:
     """The messages of ``rule``'s violations for one resource (none for other resource types,
@@ -41,5 +50,5 @@ def violations(resource_type: str, props: Mapping[str, Any], rule: str,
     facts = props.get("policyFacts")
     if not facts:
         return []
-    evaluation = rules.evaluate(facts, today)
+    evaluation = rules.evaluate(_plain(facts), today)
     return [v.text() for v in evaluation.violations if v.rule == rule]
