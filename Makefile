@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup pulumi engine-check k8s-test-cluster test up preview refresh destroy validate render plan bench pr-preview merge-up drift-report lint-workflows
+.PHONY: setup policy-pack pulumi engine-check k8s-test-cluster test up preview refresh destroy validate render plan bench pr-preview merge-up drift-report lint-workflows
 
 setup: $(STAMP) pulumi
 
@@ -21,6 +21,18 @@ $(STAMP): requirements.lock pyproject.toml
 
 pulumi:
 	@scripts/install-pulumi >/dev/null
+
+# The CrossGuard policy pack's own virtualenv (policy/PulumiPolicy.yaml: virtualenv .venv), never
+# the project's: pulumi-policy pins protobuf 5, the project locks protobuf 6 (policy/requirements.txt).
+POLICY_VENV := policy/.venv
+policy-pack: $(POLICY_VENV)/.installed
+
+$(POLICY_VENV)/.installed: policy/requirements.txt
+	@echo "policy-pack: virtualenv $(POLICY_VENV) for pulumi preview --policy-pack policy"
+	@test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
+	@$(POLICY_VENV)/bin/pip install -q --disable-pip-version-check -r policy/requirements.txt
+	@$(POLICY_VENV)/bin/pip check -q 2>/dev/null || $(POLICY_VENV)/bin/pip check
+	@touch $@
 
 engine-check: $(STAMP)
 	@if [ -x scripts/install-engine-check ]; then scripts/install-engine-check; fi

@@ -84,9 +84,13 @@ def cmd_plan(args) -> int:
 
 
 def cmd_policy(args) -> int:
-    from infra.gitops.policy import check_stack
+    from infra.policy.check import check_stack
 
     report = check_stack(args.stack)
+    if args.facts:
+        # What the rules read, and what the ServingNode hands a CrossGuard policy pack (policy/).
+        print(redact(json.dumps(report.facts, indent=2)))
+        return 0
     if args.json:
         print(redact(json.dumps(report.to_json(), indent=2)))
     else:
@@ -97,7 +101,8 @@ def cmd_policy(args) -> int:
 def cmd_diff(args) -> int:
     from pathlib import Path
 
-    from infra.gitops.diff import diff_stacks, format_markdown, format_text
+    from infra.gitops.diff import diff_stacks
+    from infra.gitops.diff_format import format_markdown, format_text
     from infra.config.project import project_root
 
     stacks = list(dict.fromkeys(args.stack or []))
@@ -203,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                         allow_abbrev=False)
     po.add_argument("--stack", required=True)
     po.add_argument("--json", action="store_true")
+    po.add_argument("--facts", action="store_true",
+                    help="print the policy facts the rules read (the ServingNode's input for the policy pack)")
     po.set_defaults(func=cmd_policy)
 
     d = sub.add_parser("diff", help="what a change does to a stack's node: base revision vs working tree",

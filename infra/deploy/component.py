@@ -22,6 +22,9 @@ from infra.engine.render import EngineCommand
 from infra.spec.model import NodeSpec
 
 
+SERVING_NODE_TYPE = "glmserve:index:ServingNode"
+
+
 @dataclass(frozen=True)
 class ServingNodeArgs:
     spec: NodeSpec
@@ -29,6 +32,9 @@ class ServingNodeArgs:
     stack: str
     project: str
     plan: Any = None
+    # The stack's policy facts (infra/policy/facts.py): the component's one input property, so
+    # that a CrossGuard policy pack (policy/) evaluates the same rules as the program.
+    policy_facts: Optional[dict[str, Any]] = None
 
 
 class ServingNode(pulumi.ComponentResource):
@@ -38,7 +44,8 @@ class ServingNode(pulumi.ComponentResource):
     url: Optional[pulumi.Output[str]]
 
     def __init__(self, name: str, args: ServingNodeArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("glmserve:index:ServingNode", name, None, opts)
+        props = {"policyFacts": args.policy_facts} if args.policy_facts is not None else None
+        super().__init__(SERVING_NODE_TYPE, name, props, opts)
         spec = args.spec
         provider = providers.get(spec.provider)
         provider.validate(spec)

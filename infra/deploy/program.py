@@ -23,16 +23,17 @@ def program() -> None:
     for w in [*command.warnings, *(plan.warnings() if plan is not None else [])]:
         pulumi.log.warn(w)
     try:
-        # The policy rules (infra/policy.py) gate preview and up: every violation, before any resource.
-        from infra.gitops.policy import enforce
-        enforce(spec, plan, pulumi.get_stack())
+        # The policy rules (infra/policy/) gate preview and up: every violation, before any resource.
+        from infra.policy.check import enforce
+        policy = enforce(spec, plan, pulumi.get_stack())
     except GlmserveError as e:
         raise pulumi.RunError(e.render()) from None
     if plan is not None and plan.errors():
         raise pulumi.RunError("glmserve: the node does not fit:\n  - " + "\n  - ".join(plan.errors()))
     stack, project = pulumi.get_stack(), pulumi.get_project()
     try:
-        node = ServingNode(f"{project}-{stack}", ServingNodeArgs(spec=spec, command=command, stack=stack, project=project, plan=plan))
+        node = ServingNode(f"{project}-{stack}", ServingNodeArgs(spec=spec, command=command, stack=stack, project=project, plan=plan,
+                                                                  policy_facts=policy.facts))
     except GlmserveError as e:
         raise pulumi.RunError(e.render()) from None
     for k, v in node.outputs.items():

@@ -227,7 +227,7 @@ class ReadinessSection(SpecModel):
 
 
 class PolicySection(SpecModel):
-    """Per-stack policy settings for the rules in infra/policy.py (docs/gitops.md).
+    """Per-stack policy settings for the rules in infra/policy/rules.py (docs/gitops.md).
 
     A rule switch left unset follows ``environment``: prod turns the pinning rules on. The
     environment also orders `up` on merge (dev, then staging, then prod)."""

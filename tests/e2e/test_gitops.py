@@ -17,12 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.common.secrets import redact
+from infra.config.project import list_stacks
+from infra.gitops.environments import in_environment_order
+from infra.gitops.secret_env import is_secret_name, register_pipeline_secrets
+from infra.gitops.touched import touched_stacks
 from tests.helpers import PASSPHRASE, ROOT, run_glmserve, run_pulumi
 
 GITOPS = ROOT / "scripts" / "gitops"
 WORKFLOWS = ROOT / ".github" / "workflows"
-sys.path.insert(0, str(GITOPS))
-import _lib as lib  # noqa: E402
 
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py")
 PROJECT_DIRS = ("stacks", "templates", "infra", "providers")
@@ -101,7 +104,7 @@ def repo(tmp_path) -> Path:
 
 
 def touched(repo: Path) -> dict[str, list[str]]:
-    sel = lib.touched_stacks(repo, git(repo, "rev-parse", "HEAD"))
+    sel = touched_stacks(repo, git(repo, "rev-parse", "HEAD"))
     return sel.stacks
 
 
@@ -115,7 +118,7 @@ def test_a_stack_file_touches_its_stack_only(repo):
 def test_shared_files_touch_every_stack(repo, path):
     with open(repo / path, "a") as f:
         f.write("\n# a change\n")
-    assert set(touched(repo)) == set(lib.stacks_at_head(repo)) >= {"dev", "modal-dev", "modal-prod", "runpod-prod"}
+    assert set(touched(repo)) == set(list_stacks(repo)) >= {"dev", "modal-dev", "modal-prod", "runpod-prod"}
 
 
 def test_docs_tests_and_workflows_touch_nothing(repo):
@@ -141,7 +144,7 @@ def test_committed_staged_and_untracked_changes_all_count(repo):
     edit_stack(repo, "modal-dev", {"glmserve:scaling": {"maxReplicas": 1}})           # unstaged
     (repo / "stacks" / "Pulumi.qa.yaml").write_text("config:\n  glmserve:provider: none\n")   # untracked
     (repo / "stacks" / "Pulumi.runpod-prod.yaml").unlink()                               # deleted
-    sel = lib.touched_stacks(repo, base)
+    sel = touched_stacks(repo, base)
     assert set(sel.stacks) == {"dev", "modal-dev", "qa"}
     assert sel.removed == ["runpod-prod"]
 
@@ -150,8 +153,7 @@ def test_environment_order_beats_names(repo):
     edit_stack(repo, "a-prod", {"glmserve:provider": "none", "glmserve:policy": {"environment": "prod"}})
     edit_stack(repo, "m-staging", {"glmserve:provider": "none", "glmserve:policy": {"environment": "staging"}})
     edit_stack(repo, "z-dev", {"glmserve:provider": "none"})
-    lib.use_project(repo)
-    order = lib.in_environment_order(repo, ["a-prod", "z-dev", "m-staging", "dev", "modal-prod"])
+    order = in_environment_order(repo, ["a-prod", "z-dev", "m-staging", "dev", "modal-prod"])
     assert order == [("dev", "dev"), ("z-dev", "dev"), ("m-staging", "staging"), ("a-prod", "prod"),
                      ("modal-prod", "prod")]
 
@@ -160,7 +162,8 @@ def test_redaction_of_pipeline_secrets():
     env = {"PULUMI_CONFIG_PASSPHRASE": "pp-0123456789", "RUNPOD_API_KEY": "rp-abcdefgh", "SOME_TOKEN": "tok-99999",
            "PULUMI_CONFIG_PASSPHRASE_FILE": "/home/x/.glmserve/passphrase", "SHORT_TOKEN": "abc", "PATH": "/usr/bin"}
     text = "pp-0123456789 rp-abcdefgh tok-99999 /home/x/.glmserve/passphrase abc /usr/bin"
-    assert lib.redact(text, env) == "[secret] [secret] [secret] /home/x/.glmserve/passphrase abc /usr/bin"
+    register_pipeline_secrets(env)
+    assert redact(text) == "[secret] [secret] [secret] /home/x/.glmserve/passphrase abc /usr/bin"
 
 
 # ----------------------------------------------------------------------------- pr-preview
@@ -196,7 +199,7 @@ def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path,
 
     # exactly the touched stacks, dev before... both dev: by name
     assert [s["stack"] for s in result["stacks"]] == ["dev", "modal-dev"]
-    assert result["all_stacks"] == lib.stacks_at_head(repo)
+    assert result["all_stacks"] == list_stacks(repo)
     assert set(backend_stacks(env, repo)) == {"dev", "modal-dev"}, "untouched stacks are never previewed"
     for s in result["stacks"]:
         assert s["preview"]["ok"] and s["preview"]["summary"] == ["+ 6 to create" if s["stack"] == "modal-dev"
@@ -205,7 +208,7 @@ def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path,
     # the flag diff and the cost delta
     md = out_md.read_text()
     assert md.startswith("<!-- glmserve:pr-preview -->")
-    others = [s for s in lib.stacks_at_head(repo) if s not in ("dev", "modal-dev")]
+    others = [s for s in list_stacks(repo) if s not in ("dev", "modal-dev")]
     assert f"Compared with `{base[:12]}`" in md and f"2 of {len(others) + 2} stacks touched" in md
     assert "Not touched, not previewed: " + ", ".join(f"`{s}`" for s in others) + "." in md
     assert {"modal-prod", "runpod-prod"} <= set(others)
@@ -254,7 +257,7 @@ def test_pr_preview_with_nothing_touched_and_a_bad_base(tmp_path):
     env = {"GLMSERVE_PROJECT_DIR": str(repo)}
     proc = script("pr-preview", "--base", "HEAD", env=env, cwd=repo)
     assert proc.returncode == 0, proc.stderr
-    n = len(lib.stacks_at_head(repo))
+    n = len(list_stacks(repo))
     assert "stacks touched: none" in proc.stdout and f"0 of {n} stacks touched" in proc.stdout
     proc = script("pr-preview", "--base", "no-such-branch", env=env, cwd=repo)
     assert proc.returncode == 2 and "--base 'no-such-branch' is not a commit" in proc.stderr
@@ -420,7 +423,7 @@ def test_merge_up_one_environment_dry_run_and_no_base(tmp_path):
     proc = script("merge-up", "--base", "0" * 40, "--dry-run", "--json", str(tmp_path / "all.json"), env=env, cwd=repo)
     assert proc.returncode == 0
     stacks = [s["stack"] for s in json.loads((tmp_path / "all.json").read_text())["stacks"]]
-    assert set(stacks) == set(lib.stacks_at_head(repo)) and stacks.index("modal-prod") > stacks.index("modal-dev")
+    assert set(stacks) == set(list_stacks(repo)) and stacks.index("modal-prod") > stacks.index("modal-dev")
 
 
 def test_merge_up_refuses_a_runner_local_backend_in_ci(tmp_path):
@@ -616,7 +619,7 @@ def test_workflow_secrets_come_from_the_secret_store_and_are_never_echoed():
         for job in doc["jobs"].values():
             envs = [job.get("env") or {}] + [s.get("env") or {} for s in job.get("steps", [])]
             for k, v in (kv for e in envs for kv in e.items()):
-                if k in lib.SECRET_ENV or lib.SECRET_NAME_RE.search(k):
+                if is_secret_name(k):
                     assert str(v).startswith("${{ secrets."), (name, k, v)
             if "steps" in job:
                 assert job["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}", name

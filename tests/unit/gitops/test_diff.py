@@ -8,7 +8,8 @@ import json
 import pytest
 import yaml
 
-from infra.gitops.diff import _parse_argv, diff_command
+from infra.gitops.compare import diff_command
+from infra.gitops.snapshot_worker import parse_argv
 from infra.engine.flags import flag_table
 
 from tests.helpers import run_glmserve
@@ -37,7 +38,7 @@ def one(result: dict, stack: str) -> dict:
 def test_parse_argv_uses_the_flag_table():
     argv = ["vllm", "serve", "m/x", "--revision", "abc", "--trust-remote-code", "--max-model-len", "1024",
             "--speculative-config", '{"a": 1}', "--seed=3", "--enforce-eager", "--chat-template", "--weird"]
-    parsed = _parse_argv(argv, flag_table("vllm"))
+    parsed = parse_argv(argv, flag_table("vllm"))
     assert parsed["head"] == ["vllm", "serve", "m/x"]
     assert parsed["flags"] == [["--revision", "abc"], ["--trust-remote-code", None], ["--max-model-len", "1024"],
                                ["--speculative-config", '{"a": 1}'], ["--seed", "3"], ["--enforce-eager", None],

@@ -22,8 +22,14 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _lib as lib  # noqa: E402
+from infra.config.project import list_stacks
+from infra.gitops.engine_output import resource_changes, resource_summary
+from infra.gitops.environments import ENVIRONMENTS, in_environment_order
+from infra.gitops.glmserve_cli import failure_detail, run_glmserve
+from infra.gitops.output import group, say, write_json, write_summary
+from infra.gitops.pipeline import require_pipeline_backend, run_step, select_project
+
+PROG = "drift-report"
 
 EXIT_DRIFT = 3
 OP_WORDS = {
@@ -35,10 +41,10 @@ OP_WORDS = {
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="drift-report", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--project", help="the project root (default: found from the current directory)")
     p.add_argument("--stack", action="append", help="only these stacks")
-    p.add_argument("--environment", action="append", choices=lib.ENVIRONMENTS, help="only this environment")
+    p.add_argument("--environment", action="append", choices=ENVIRONMENTS, help="only this environment")
     p.add_argument("--fail-on-drift", action="store_true", help=f"exit {EXIT_DRIFT} when any stack drifted")
     p.add_argument("--summary", default=os.environ.get("GITHUB_STEP_SUMMARY"),
                    help="append a Markdown report here (default $GITHUB_STEP_SUMMARY)")
@@ -52,7 +58,7 @@ def deployed_stacks(root: Path) -> Optional[dict[str, int]]:
 
     proc = run_cli(["stack", "ls", "--json"], check=False)
     if proc.returncode != 0:
-        lib.say(f"drift-report: cannot list the backend's stacks: {lib.redact(proc.stderr.strip()[-400:])}")
+        say(f"drift-report: cannot list the backend's stacks: {proc.stderr.strip()[-400:]}")
         return None
     try:
         rows = json.loads(proc.stdout or "[]")
@@ -62,31 +68,29 @@ def deployed_stacks(root: Path) -> Optional[dict[str, int]]:
 
 
 def expiry(root: Path, stack: str) -> Optional[str]:
-    """A message when the stack's policy.expiresAt has passed and its pod is meant to run."""
+    """A message when the stack's policy.expiresAt has passed and its node is meant to run."""
+    from infra.common.errors import GlmserveError
+    from infra.policy.facts import policy_facts
+    from infra.policy.rules import expiry_violation
+    from infra.spec.load import spec_for_stack
+
     try:
-        from infra.spec.load import spec_for_stack
-        spec = spec_for_stack(stack, root)
-    except Exception:  # noqa: BLE001 - validation problems are preview's business, not drift's
+        facts = policy_facts(spec_for_stack(stack, root), stack=stack)
+    except (GlmserveError, OSError):      # validation problems are preview's business, not drift's
         return None
-    policy = getattr(spec, "policy", None)
-    expires = getattr(policy, "expires_at", None)
-    if expires is None or datetime.date.today() <= expires:
-        return None
-    if spec.options_for("runpod").get("state") == "stopped":
-        return None
-    return (f"policy.expiresAt {expires.isoformat()} has passed: stop it (runpod.state: stopped), destroy it, "
-            "or move the date")
+    expired = expiry_violation(facts, datetime.date.today())
+    return None if expired is None else f"policy.expiresAt: {expired.message}; to do: {expired.fix}"
 
 
 def refresh(root: Path, stack: str) -> dict[str, Any]:
-    lib.group(f"glmserve refresh --stack {stack} --preview-only")
-    run = lib.run_glmserve(root, ["refresh", "--stack", stack, "--preview-only"])
+    group(f"glmserve refresh --stack {stack} --preview-only")
+    run = run_glmserve(root, ["refresh", "--stack", stack, "--preview-only"])
     for line in (run.stdout + run.stderr).splitlines():
-        lib.say(line)
-    lib.group(None)
-    changes = [c for c in lib.resource_changes(run.stdout) if c["op"] in OP_WORDS or c["op"].endswith("replace")]
-    return {"ok": run.ok, "changes": changes, "summary": lib.resource_summary(run.stdout),
-            "error": None if run.ok else lib.failure_detail(run), "drift": bool(changes) and run.ok}
+        say(line)
+    group(None)
+    changes = [c for c in resource_changes(run.stdout) if c["op"] in OP_WORDS or c["op"].endswith("replace")]
+    return {"ok": run.ok, "changes": changes, "summary": resource_summary(run.stdout),
+            "error": None if run.ok else failure_detail(run), "drift": bool(changes) and run.ok}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -121,13 +125,12 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    root = lib.project_root(args.project)
-    lib.use_project(root)
-    stacks = list(dict.fromkeys(args.stack)) if args.stack else lib.stacks_at_head(root)
-    ordered = lib.in_environment_order(root, stacks)
+    root = select_project(args.project)
+    stacks = list(dict.fromkeys(args.stack)) if args.stack else list_stacks(root)
+    ordered = in_environment_order(root, stacks)
     if args.environment:
         ordered = [(s, e) for s, e in ordered if e in args.environment]
-    lib.require_pipeline_backend()
+    require_pipeline_backend()
     deployed = deployed_stacks(root)
     report: dict[str, Any] = {"time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
                               "stacks": []}
@@ -136,23 +139,23 @@ def main(argv: list[str]) -> int:
         entry: dict[str, Any] = {"stack": stack, "environment": env, "expired": expiry(root, stack)}
         if deployed is not None and deployed.get(stack, 0) == 0:
             entry["status"] = "not deployed"
-            lib.say(f"drift-report: {stack} ({env}): not deployed")
+            say(f"drift-report: {stack} ({env}): not deployed")
         else:
             entry["refresh"] = r = refresh(root, stack)
             entry["status"] = "failed" if not r["ok"] else "drift" if r["drift"] else "in sync"
             failed |= not r["ok"]
             drifted |= r["drift"]
-            lib.say(f"drift-report: {stack} ({env}): {entry['status']}"
-                    + "".join(f"\n  {c['op']} {c['type']} {c['name']}" + (f" [{c['diff']}]" if c["diff"] else "")
+            say(f"drift-report: {stack} ({env}): {entry['status']}"
+                + "".join(f"\n  {c['op']} {c['type']} {c['name']}" + (f" [{c['diff']}]" if c["diff"] else "")
                               for c in r["changes"]))
         if entry["expired"]:
             drifted = True
-            lib.say(f"drift-report: {stack}: {entry['expired']}")
+            say(f"drift-report: {stack}: {entry['expired']}")
         report["stacks"].append(entry)
     report["drift"] = drifted
     report["failed"] = failed
-    lib.write_summary(markdown(report), args.summary)
-    lib.write_json(report, args.json_out)
+    write_summary(markdown(report), args.summary)
+    write_json(report, args.json_out)
     if failed:
         return 1
     if drifted and args.fail_on_drift:
@@ -161,4 +164,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(lib.main_wrapper(main))
+    sys.exit(run_step(PROG, main))

@@ -5,7 +5,7 @@
 
 1. The change: the files that differ between the merge base of --base and HEAD and the working
    tree (committed, staged, unstaged and untracked).
-2. The stacks it touches (scripts/gitops/_lib.py touched_stacks): stacks/Pulumi.X.yaml touches
+2. The stacks it touches (infra/gitops/touched.py): stacks/Pulumi.X.yaml touches
    X; stacks/node.yaml, templates/, infra/, providers/ touch every stack.
 3. For each, in environment order: `glmserve diff` against the merge base (engine flags,
    provider fields, capacity plan, cost per hour, policy) and `glmserve preview --stack S --diff`
@@ -24,8 +24,19 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _lib as lib  # noqa: E402
+from infra.common.secrets import redact
+from infra.config.project import list_stacks
+from infra.gitops.diff import diff_stacks
+from infra.gitops.diff_format import format_markdown_stack, format_text
+from infra.gitops.engine_output import resource_changes, resource_summary
+from infra.gitops.environments import in_environment_order
+from infra.gitops.glmserve_cli import failure_detail, run_glmserve
+from infra.gitops.output import group, money, signed_money, say, write_json, write_summary, write_text
+from infra.gitops.pipeline import require_pipeline_backend, run_step, select_project
+from infra.gitops.repo import GitopsError, merge_base
+from infra.gitops.touched import stacks_folder, touched_stacks
+
+PROG = "pr-preview"
 
 MARKER = "<!-- glmserve:pr-preview -->"
 MAX_COMMENT = 60_000          # GitHub's limit is 65,536 characters
@@ -33,7 +44,7 @@ ENGINE_LINES = 120
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="pr-preview", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--base", default=os.environ.get("GLMSERVE_BASE", "origin/main"),
                    help="the pull request's base (a commit, branch or tag); default origin/main")
     p.add_argument("--project", help="the project root (default: found from the current directory)")
@@ -52,13 +63,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
 # ----------------------------------------------------------------------------- running
 
 def preview_stack(root: Path, stack: str) -> dict[str, Any]:
-    cfg = root / lib.stack_config_dir(root) / f"Pulumi.{stack}.yaml"
+    cfg = root / stacks_folder(root) / f"Pulumi.{stack}.yaml"
     before = cfg.read_text() if cfg.is_file() else None
-    lib.group(f"glmserve preview --stack {stack} --diff")
-    run = lib.run_glmserve(root, ["preview", "--stack", stack, "--diff"])
+    group(f"glmserve preview --stack {stack} --diff")
+    run = run_glmserve(root, ["preview", "--stack", stack, "--diff"])
     for line in (run.stdout + run.stderr).splitlines():
-        lib.say(line)
-    lib.group(None)
+        say(line)
+    group(None)
     after = cfg.read_text() if cfg.is_file() else None
     notes = []
     if before is not None and after != before and "encryptionsalt" in (after or "") and "encryptionsalt" not in before:
@@ -67,9 +78,9 @@ def preview_stack(root: Path, stack: str) -> dict[str, Any]:
                      "(docs/gitops.md, Backends and secrets)")
     return {
         "ok": run.ok, "returncode": run.returncode,
-        "summary": lib.resource_summary(run.stdout),
-        "changes": lib.resource_changes(run.stdout),
-        "error": None if run.ok else lib.failure_detail(run),
+        "summary": resource_summary(run.stdout),
+        "changes": resource_changes(run.stdout),
+        "error": None if run.ok else failure_detail(run),
         "output": run.stdout,
         "notes": notes,
     }
@@ -83,9 +94,8 @@ def _cost_cell(d: dict) -> str:
     if b is None and a is None:
         return "n/a"
     if b == a:
-        return lib.money(a)
-    from infra.gitops.diff import _signed
-    return f"{lib.money(b)} → {lib.money(a)} ({_signed(c.get('delta'))})"
+        return money(a)
+    return f"{money(b)} → {money(a)} ({signed_money(c.get('delta'))})"
 
 
 def _policy_cell(d: dict) -> str:
@@ -104,8 +114,6 @@ def _preview_cell(pv: Optional[dict]) -> str:
 
 
 def build_markdown(result: dict[str, Any]) -> str:
-    from infra.gitops.diff import format_markdown_stack
-
     out = [MARKER, "## glmserve: preview of this change", ""]
     base = result["base"]
     n, total = len(result["stacks"]), len(result["all_stacks"])
@@ -184,7 +192,7 @@ def post_comment(markdown: str, pr: int) -> str:
     repo = os.environ.get("GITHUB_REPOSITORY")
     api = os.environ.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     if not token or not repo:
-        raise lib.GitopsError("--comment needs GITHUB_TOKEN and GITHUB_REPOSITORY")
+        raise GitopsError("--comment needs GITHUB_TOKEN and GITHUB_REPOSITORY")
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
                "X-GitHub-Api-Version": "2022-11-28"}
     with httpx.Client(base_url=api, headers=headers, timeout=30) as client:
@@ -192,18 +200,18 @@ def post_comment(markdown: str, pr: int) -> str:
         for page in range(1, 11):
             r = client.get(f"/repos/{repo}/issues/{pr}/comments", params={"per_page": 100, "page": page})
             if r.status_code >= 400:
-                raise lib.GitopsError(f"listing the comments of pull request {pr} failed: HTTP {r.status_code}")
+                raise GitopsError(f"listing the comments of pull request {pr} failed: HTTP {r.status_code}")
             batch = r.json()
             existing = next((c for c in batch if MARKER in (c.get("body") or "")), None)
             if existing or len(batch) < 100:
                 break
-        body = {"body": lib.redact(markdown)}
+        body = {"body": redact(markdown)}
         if existing:
             r = client.patch(f"/repos/{repo}/issues/comments/{existing['id']}", json=body)
         else:
             r = client.post(f"/repos/{repo}/issues/{pr}/comments", json=body)
         if r.status_code >= 400:
-            raise lib.GitopsError(f"writing the pull request comment failed: HTTP {r.status_code}")
+            raise GitopsError(f"writing the pull request comment failed: HTTP {r.status_code}")
         return r.json().get("html_url", "")
 
 
@@ -211,28 +219,25 @@ def post_comment(markdown: str, pr: int) -> str:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    root = lib.project_root(args.project)
-    lib.use_project(root)
-    mb = lib.merge_base(root, args.base)
-    selection = lib.touched_stacks(root, mb)
+    root = select_project(args.project)
+    mb = merge_base(root, args.base)
+    selection = touched_stacks(root, mb)
     names = list(dict.fromkeys(args.stack)) if args.stack else selection.names()
-    unknown = [s for s in names if s not in lib.stacks_at_head(root)]
+    unknown = [s for s in names if s not in list_stacks(root)]
     if unknown:
-        raise lib.GitopsError(f"no stack file for {', '.join(unknown)} under {lib.stack_config_dir(root)}/")
-    ordered = lib.in_environment_order(root, names)
-    lib.say(f"pr-preview: {len(selection.changed)} file(s) changed since {mb[:12]} (merge base with {args.base}); "
-            f"stacks touched: {', '.join(s for s, _ in ordered) or 'none'}")
+        raise GitopsError(f"no stack file for {', '.join(unknown)} under {stacks_folder(root)}/")
+    ordered = in_environment_order(root, names)
+    say(f"pr-preview: {len(selection.changed)} file(s) changed since {mb[:12]} (merge base with {args.base}); "
+        f"stacks touched: {', '.join(s for s, _ in ordered) or 'none'}")
     for s, env in ordered:
-        lib.say(f"  {s} ({env}): {'; '.join(selection.stacks.get(s, ['--stack']))}")
-
-    from infra.gitops.diff import diff_stacks, format_text
+        say(f"  {s} ({env}): {'; '.join(selection.stacks.get(s, ['--stack']))}")
 
     diffs = diff_stacks(root, mb, [s for s, _ in ordered]) if ordered else {"base": mb, "stacks": [], "notes": []}
     by_stack = {d["stack"]: d for d in diffs["stacks"]}
     if ordered:
-        lib.say(format_text(diffs))
+        say(format_text(diffs))
     result: dict[str, Any] = {
-        "base": mb, "base_rev": args.base, "changed": selection.changed, "all_stacks": lib.stacks_at_head(root),
+        "base": mb, "base_rev": args.base, "changed": selection.changed, "all_stacks": list_stacks(root),
         "removed": selection.removed, "notes": diffs.get("notes", []), "stacks": [],
     }
     failed = []
@@ -240,7 +245,7 @@ def main(argv: list[str]) -> int:
         entry = {"stack": stack, "environment": env, "reasons": selection.stacks.get(stack, ["--stack"]),
                  "diff": by_stack[stack], "preview": None}
         if not args.no_engine:
-            lib.require_pipeline_backend()
+            require_pipeline_backend()
             entry["preview"] = preview_stack(root, stack)
             if not entry["preview"]["ok"]:
                 failed.append(stack)
@@ -253,23 +258,23 @@ def main(argv: list[str]) -> int:
 
     markdown = build_markdown(result)
     if args.output:
-        Path(args.output).write_text(lib.redact(markdown))
-    lib.write_summary(markdown, args.summary)
-    lib.write_json({k: v for k, v in result.items()}, args.json_out)
+        write_text(markdown, args.output)
+    write_summary(markdown, args.summary)
+    write_json({k: v for k, v in result.items()}, args.json_out)
     if args.comment:
         pr = pr_number(args.pr)
         if pr is None:
-            raise lib.GitopsError("--comment: no pull request number (give --pr N, or run on a pull_request event)")
+            raise GitopsError("--comment: no pull request number (give --pr N, or run on a pull_request event)")
         url = post_comment(markdown, pr)
-        lib.say(f"pr-preview: summary posted to pull request #{pr} {url}")
+        say(f"pr-preview: summary posted to pull request #{pr} {url}")
     if not args.output and not args.summary and not args.comment:
-        lib.say(markdown)
+        say(markdown)
     if failed:
-        lib.say(f"pr-preview: FAILED for {', '.join(failed)}")
+        say(f"pr-preview: FAILED for {', '.join(failed)}")
         return 1
-    lib.say("pr-preview: every touched stack previews cleanly" if ordered else "pr-preview: no stack touched")
+    say("pr-preview: every touched stack previews cleanly" if ordered else "pr-preview: no stack touched")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(lib.main_wrapper(main))
+    sys.exit(run_step(PROG, main))

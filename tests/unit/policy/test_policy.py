@@ -1,4 +1,4 @@
-"""Policy rules (infra/policy.py): each fails a violating stack with its message and passes a
+"""Policy rules (infra/policy/): each fails a violating stack with its message and passes a
 compliant one, offline (`glmserve policy`) and at preview, through the real engine (the
 program raises before any resource is registered)."""
 from __future__ import annotations
@@ -12,7 +12,9 @@ import yaml
 
 from infra.common.errors import GlmserveError
 from infra.planning.plan import plan_for_spec
-from infra.gitops.policy import RULES, enabled_rules, evaluate
+from infra.policy.check import evaluate
+from infra.policy.facts import policy_facts
+from infra.policy.rules import RULES, enabled_rules
 from infra.spec.build import build_spec
 
 from tests.helpers import ROOT, run_glmserve, run_pulumi
@@ -37,10 +39,14 @@ def spec_of(overrides: dict):
     return build_spec(copy.deepcopy(NODE), overrides, "stacks/node.yaml", "stacks/Pulumi.t.yaml")
 
 
-def report_of(overrides: dict, raw_key=None, today=None, plan="auto"):
+def report_of(overrides: dict, today=None, plan="auto"):
     spec = spec_of(overrides)
     p = plan_for_spec(spec) if plan == "auto" else plan
-    return evaluate(spec, p, stack="t", file="stacks/Pulumi.t.yaml", raw_api_key_value=raw_key, today=today)
+    return evaluate(spec, p, stack="t", file="stacks/Pulumi.t.yaml", today=today)
+
+
+def enabled_of(overrides: dict) -> dict[str, bool]:
+    return enabled_rules(policy_facts(spec_of(overrides)))
 
 
 def rules_failed(report) -> list[str]:
@@ -50,13 +56,12 @@ def rules_failed(report) -> list[str]:
 # ----------------------------------------------------------------------------- settings
 
 def test_defaults_follow_the_environment():
-    dev = enabled_rules(spec_of({}))
-    prod = enabled_rules(spec_of({"policy": {"environment": "prod"}}))
+    dev = enabled_of({})
+    prod = enabled_of({"policy": {"environment": "prod"}})
     assert dev == {"pinned-revision": False, "image-digest": False, "api-key": True, "max-cost": False,
                    "stop-plan": True, "feasible-plan": True}
     assert prod["pinned-revision"] and prod["image-digest"] and not prod["max-cost"]
-    explicit = enabled_rules(spec_of({"policy": {"environment": "prod", "requireImageDigest": False,
-                                                 "maxCostPerHour": 50}}))
+    explicit = enabled_of({"policy": {"environment": "prod", "requireImageDigest": False, "maxCostPerHour": 50}})
     assert not explicit["image-digest"] and explicit["max-cost"]
 
 
@@ -102,21 +107,27 @@ def test_image_digest():
 def test_api_key_definition():
     # generated (secrets.apiKey unset), by secure value, by provider-side name: all count as set
     assert report_of({}).ok
-    assert report_of({"secrets": {"apiKey": {"value": "[encrypted]"}}}, raw_key="[encrypted]").ok
-    assert report_of({"secrets": {"apiKey": {"value": "sk-a-long-enough-key-123"}}}, raw_key="[encrypted]").ok
+    assert report_of({"secrets": {"apiKey": {"value": "[encrypted]"}}}).ok
     assert report_of({"secrets": {"apiKey": {"name": "team-api-key"}}}).ok
     cases = [
-        ({"secrets": {"apiKey": {"value": "sk-plain-text-key-123456"}}}, "sk-plain-text-key-123456",
-         "secrets.apiKey.value", "is plain text in the stack file"),
-        ({"engine": {"env": {"VLLM_API_KEY": ""}}}, None, "engine.env.VLLM_API_KEY", "plain configuration"),
-        ({"engine": {"extraArgs": ["--api-key", "k"]}}, None, "engine.extraArgs", "passes --api-key"),
+        ({"engine": {"env": {"VLLM_API_KEY": ""}}}, "engine.env.VLLM_API_KEY", "plain configuration"),
+        # every engine's key variable counts, whichever engine the stack runs (sglang's here)
+        ({"engine": {"env": {"GLMSERVE_API_KEY": ""}}}, "engine.env.GLMSERVE_API_KEY", "plain configuration"),
+        ({"engine": {"extraArgs": ["--api-key", "k"]}}, "engine.extraArgs", "passes --api-key"),
     ]
-    for overrides, raw, key, text in cases:
-        r = report_of(overrides, raw_key=raw)
+    for overrides, key, text in cases:
+        r = report_of(overrides)
         assert rules_failed(r) == ["api-key"], (overrides, r.format_text())
         assert r.violations[0].key == key and text in r.violations[0].message
     # configurable: a stack may turn it off explicitly
     assert report_of({"engine": {"env": {"VLLM_API_KEY": ""}}, "policy": {"requireApiKey": False}}).ok
+
+
+def test_a_key_in_clear_or_a_weak_key_is_refused_before_the_rules():
+    """The cases the api-key rule no longer carries: the stack file reader and the spec refuse them."""
+    with pytest.raises(GlmserveError) as e:
+        spec_of({"secrets": {"apiKey": {"value": "short"}}})
+    assert "secrets.apiKey" in str(e.value) and "short" not in str(e.value).replace("shorter", "")
 
 
 def test_max_cost():

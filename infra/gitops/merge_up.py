@@ -25,15 +25,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _lib as lib  # noqa: E402
+from infra.config.project import list_stacks
+from infra.gitops.environments import ENVIRONMENTS, in_environment_order
+from infra.gitops.glmserve_cli import failure_detail, run_glmserve
+from infra.gitops.output import group, say, write_json, write_summary
+from infra.gitops.pipeline import require_pipeline_backend, run_step, select_project
+from infra.gitops.repo import NULL_SHA, GitopsError, is_commit, resolve
+from infra.gitops.touched import touched_stacks
+
+PROG = "merge-up"
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="merge-up", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--base", help="the commit before the merge (default: every stack is touched)")
     p.add_argument("--project", help="the project root (default: found from the current directory)")
-    p.add_argument("--environment", action="append", choices=lib.ENVIRONMENTS,
+    p.add_argument("--environment", action="append", choices=ENVIRONMENTS,
                    help="only stacks of this environment (repeatable)")
     p.add_argument("--stack", action="append", help="these stacks instead of the touched ones")
     p.add_argument("--dry-run", action="store_true", help="print the order and stop")
@@ -46,22 +53,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def select(root: Path, args: argparse.Namespace) -> tuple[list[tuple[str, str]], dict[str, list[str]], list[str]]:
     if args.stack:
         names = list(dict.fromkeys(args.stack))
-        unknown = [s for s in names if s not in lib.stacks_at_head(root)]
+        unknown = [s for s in names if s not in list_stacks(root)]
         if unknown:
-            raise lib.GitopsError(f"no stack file for {', '.join(unknown)}")
+            raise GitopsError(f"no stack file for {', '.join(unknown)}")
         reasons = {s: ["--stack"] for s in names}
         removed: list[str] = []
     else:
         base = args.base
-        if not base or base == lib.NULL_SHA or not lib.git(root, "rev-parse", "--verify", "--quiet",
-                                                            f"{base}^{{commit}}", check=False).strip():
-            why = "no base commit" if not base or base == lib.NULL_SHA else f"base {base} is not in this clone"
-            reasons = {s: [f"{why}: every stack"] for s in lib.stacks_at_head(root)}
+        if not base or base == NULL_SHA or not is_commit(root, base):
+            why = "no base commit" if not base or base == NULL_SHA else f"base {base} is not in this clone"
+            reasons = {s: [f"{why}: every stack"] for s in list_stacks(root)}
             removed = []
         else:
-            sel = lib.touched_stacks(root, lib.resolve(root, base))
+            sel = touched_stacks(root, resolve(root, base))
             reasons, removed = sel.stacks, sel.removed
-    ordered = lib.in_environment_order(root, reasons)
+    ordered = in_environment_order(root, reasons)
     if args.environment:
         ordered = [(s, e) for s, e in ordered if e in args.environment]
     return ordered, reasons, removed
@@ -92,47 +98,46 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    root = lib.project_root(args.project)
-    lib.use_project(root)
+    root = select_project(args.project)
     ordered, reasons, removed = select(root, args)
     result: dict[str, Any] = {"environments": args.environment or [], "removed": removed, "stacks": []}
     for s, env in ordered:
         result["stacks"].append({"stack": s, "environment": env, "reasons": reasons.get(s, []),
                                  "result": "planned", "seconds": None})
-    lib.say("merge-up: order: " + (" -> ".join(f"{s} ({e})" for s, e in ordered) or "nothing touched"))
+    say("merge-up: order: " + (" -> ".join(f"{s} ({e})" for s, e in ordered) or "nothing touched"))
     for s in removed:
-        lib.say(f"merge-up: stacks/Pulumi.{s}.yaml was deleted; its resources are left alone "
-                f"(glmserve destroy --stack {s} --remove)")
+        say(f"merge-up: stacks/Pulumi.{s}.yaml was deleted; its resources are left alone "
+            f"(glmserve destroy --stack {s} --remove)")
     if args.dry_run:
-        lib.write_json(result, args.json_out)
+        write_json(result, args.json_out)
         return 0
-    lib.require_pipeline_backend()
+    require_pipeline_backend()
     failed = None
     for entry in result["stacks"]:
         if failed is not None:
             entry["result"] = "skipped"
             continue
         stack = entry["stack"]
-        lib.group(f"glmserve up --stack {stack} ({entry['environment']})")
+        group(f"glmserve up --stack {stack} ({entry['environment']})")
         t0 = time.monotonic()
-        run = lib.run_glmserve(root, ["up", "--stack", stack], echo=lib.say)
+        run = run_glmserve(root, ["up", "--stack", stack], echo=say)
         entry["seconds"] = round(time.monotonic() - t0, 1)
-        lib.group(None)
+        group(None)
         if run.ok:
             entry["result"] = "succeeded"
-            lib.say(f"merge-up: {stack}: up succeeded in {entry['seconds']:.0f} s")
+            say(f"merge-up: {stack}: up succeeded in {entry['seconds']:.0f} s")
         else:
             entry["result"] = "failed"
-            entry["error"] = lib.failure_detail(run)
+            entry["error"] = failure_detail(run)
             failed = stack
-            lib.say(f"merge-up: {stack}: up FAILED (exit {run.returncode}); stopping before "
-                    + (", ".join(e["stack"] for e in result["stacks"] if e["result"] == "planned") or "nothing else"))
+            say(f"merge-up: {stack}: up FAILED (exit {run.returncode}); stopping before "
+                + (", ".join(e["stack"] for e in result["stacks"] if e["result"] == "planned") or "nothing else"))
     result["ok"] = failed is None
     result["failed"] = failed
-    lib.write_summary(markdown(result), args.summary)
-    lib.write_json(result, args.json_out)
+    write_summary(markdown(result), args.summary)
+    write_json(result, args.json_out)
     return 0 if failed is None else 1
 
 
 if __name__ == "__main__":
-    sys.exit(lib.main_wrapper(main))
+    sys.exit(run_step(PROG, main))
