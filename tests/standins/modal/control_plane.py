@@ -256,6 +256,13 @@ class ControlPlane:
             function=function_data_from_definition(fn.definition),
         )
 
+    async def FunctionUpdateSchedulingParams(
+        self, req: api_pb2.FunctionUpdateSchedulingParamsRequest
+    ) -> api_pb2.FunctionUpdateSchedulingParamsResponse:
+        """Function.update_autoscaler(min_containers=...): changes the live autoscaler until the next deploy."""
+        return api_pb2.FunctionUpdateSchedulingParamsResponse(
+            current_settings=self.inv.update_autoscaler(req.function_id, req.settings))
+
     # -- secrets and volumes -------------------------------------------------------------------
 
     async def SecretGetOrCreate(self, req: api_pb2.SecretGetOrCreateRequest) -> api_pb2.SecretGetOrCreateResponse:

@@ -71,6 +71,9 @@ class FunctionRecord:
     web_url: str = ""
     # The last FunctionCreate definition; None while only precreated.
     definition: Optional[api_pb2.Function] = field(default=None, repr=False)
+    # The autoscaler as it stands: the definition's settings at each deploy (a deploy resets
+    # them, as on Modal), then each update_autoscaler call's fields on top.
+    autoscaler: api_pb2.AutoscalerSettings = field(default_factory=api_pb2.AutoscalerSettings, repr=False)
 
 
 @dataclass
@@ -330,7 +333,19 @@ class Inventory:
         with self._lock:
             fn = self.precreate_function(app_id, definition.function_name, existing_id)
             fn.definition = definition
+            fn.autoscaler = api_pb2.AutoscalerSettings()
+            fn.autoscaler.CopyFrom(definition.autoscaler_settings)
             return fn
+
+    def update_autoscaler(self, function_id: str, settings: api_pb2.AutoscalerSettings) -> api_pb2.AutoscalerSettings:
+        """update_autoscaler(...): the fields the call sets replace the current ones."""
+        with self._lock:
+            fn = self.function(function_id)
+            for f, value in settings.ListFields():
+                setattr(fn.autoscaler, f.name, value)
+            current = api_pb2.AutoscalerSettings()
+            current.CopyFrom(fn.autoscaler)
+            return current
 
     # -- secrets -------------------------------------------------------------------------------
 
