@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.common.errors import Problem
+from infra.common.errors import GlmserveError, Problem
 from infra.deploy.target import DeployContext, Endpoint
 from infra.engine.render import EngineCommand
 from infra.engine.templates import environment
@@ -55,11 +55,15 @@ class ModalProvider(Provider):
     def apply_schedule(self, spec: NodeSpec, stack: str, project: str, replicas: int) -> str:
         """`glmserve schedule apply`: the app's cron functions keep the window; this moves the floor
         now (after a failed cron run, or by hand)."""
-        from providers.modal.client import set_min_containers
+        from providers.modal.client import ModalError, set_min_containers
 
         app = self.app_name(spec, stack, project)
         opts = self.options(spec)
-        set_min_containers(app, opts.environment, replicas, opts.gpu_snapshot)
+        try:
+            set_min_containers(app, opts.environment, replicas, opts.gpu_snapshot)
+        except ModalError as e:
+            raise GlmserveError([Problem(key="--stack", value=stack, message=str(e),
+                                         allowed=f"a deployed stack (glmserve up --stack {stack} first)")]) from None
         return f"Modal app {app}: serve keeps min_containers = {replicas}"
 
     # ------------------------------------------------------------------ naming
