@@ -100,3 +100,19 @@ def test_gpu_snapshot_on_one_gpu_renders_the_snapshot_pattern():
     assert "'--enable-sleep-mode'" in source and "'VLLM_SERVER_DEV_MODE': '1'" in source
     # The window edges move the class's autoscaler.
     assert 'modal.Cls.from_name(app.name, "Engine")().update_autoscaler(min_containers=n)' in source
+
+
+def test_the_cold_start_estimate_models_the_snapshot_restore_where_it_applies():
+    from infra.planning import coldstart
+
+    on = PROVIDER.planning_facts(spec_of(**SMALL, modal={"gpuSnapshot": True}))
+    off = PROVIDER.planning_facts(spec_of(**SMALL))
+    assert off.snapshot_restore is None and on.snapshot_restore is not None
+    full = coldstart.estimate(off, 16.0, load_strategy="lazy")
+    restored = coldstart.estimate(on, 16.0, load_strategy="lazy")
+    assert set(restored.terms) == {"provision_s", "image_pull_s", "snapshot_restore_s", "first_request_warmup_s"}
+    assert restored.terms["provision_s"] == full.terms["provision_s"]
+    assert restored.total_s < full.total_s
+    # The first start after a deploy makes the snapshot: the full path.
+    assert restored.first_deploy_s == pytest.approx(full.first_deploy_s)
+    assert any("snapshot" in a.what for a in restored.assumptions)
