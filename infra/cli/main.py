@@ -174,14 +174,22 @@ def _engine_op(op: str) -> Callable:
 def cmd_schedule(args) -> int:
     from infra.cli import schedule
 
-    spec = _spec(args.stack)
-    provider = _provider(spec)
-    provider.validate(spec)
+    def load(stack: str):
+        spec = _spec(stack)
+        provider = _provider(spec)
+        provider.validate(spec)
+        return spec, provider
+
+    if bool(args.stack) == bool(args.all):
+        raise GlmserveError([Problem(key="--stack", message="give --stack STACK or --all")],
+                            headline=f"nothing to {args.schedule_command}")
     if args.schedule_command == "apply":
         from infra.deploy.workspace import register_credentials
         register_credentials()
     args.diff = False
-    return schedule.run(args, spec, provider, _engine_op("up"))
+    if args.all:
+        return schedule.run_all(args, load, _engine_op("up"))
+    return schedule.run(args, *load(args.stack), _engine_op("up"))
 
 
 # ----------------------------------------------------------------------------- main

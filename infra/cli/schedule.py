@@ -21,7 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name, helptext in (("show", "the window now: inside or outside, replicas, next change"),
                            ("apply", "bring the stack to the window's state now (idempotent)")):
         s = sub.add_parser(name, help=helptext, allow_abbrev=False)
-        s.add_argument("--stack", required=True)
+        s.add_argument("--stack", help="the stack (or --all)")
+        s.add_argument("--all", action="store_true",
+                       help="every stack with scaling.warmSchedule (apply skips the ones not deployed)")
+        s.add_argument("--environment", choices=["dev", "staging", "prod"],
+                       help="with --all: only the stacks of this policy.environment")
         s.add_argument("--at", help="judge the window at this instant (ISO 8601 with offset) instead of now")
 
 
@@ -36,6 +40,27 @@ def _instant(at: str | None) -> dt.datetime:
         raise GlmserveError([Problem(key="--at", value=at, message="is not an instant with a UTC offset",
                                      allowed="ISO 8601 like 2026-12-07T09:30+01:00")])
     return parsed
+
+
+def run_all(args, load, run_up) -> int:
+    """`--all`: each stack with a warm schedule (of ``--environment``), one after the other; a
+    stack that is not deployed is skipped, a failure of one does not stop the others."""
+    from infra.config.project import list_stacks
+
+    failed = 0
+    for stack in list_stacks():
+        spec, provider = load(stack)
+        if spec.scaling.warm_schedule is None or (args.environment and spec.policy.environment != args.environment):
+            continue
+        one = argparse.Namespace(**{**vars(args), "stack": stack, "all": False})
+        try:
+            failed |= run(one, spec, provider, run_up) != 0
+        except GlmserveError as e:
+            if any(p.key == "--stack" and "is not deployed" in p.message for p in e.problems):
+                print(f"{stack}: not deployed, skipped")
+                continue
+            raise
+    return 1 if failed else 0
 
 
 def run(args, spec, provider, run_up) -> int:

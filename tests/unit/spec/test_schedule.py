@@ -43,7 +43,8 @@ def test_nothing_changes_before_the_next_transition_and_something_changes_at_it(
     assert at < nxt <= at + dt.timedelta(days=8)
     assert s.inside(nxt) != s.inside(at)
     between = at + (nxt - at) * fraction
-    assert s.inside(between) == s.inside(at)
+    if between < nxt:           # a fraction next to 1 rounds to the transition itself (microseconds)
+        assert s.inside(between) == s.inside(at)
     # Just before the transition the old state still holds.
     assert s.inside(nxt - dt.timedelta(seconds=1)) == s.inside(at) or nxt - at <= dt.timedelta(seconds=1)
 
