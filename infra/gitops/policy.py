@@ -254,12 +254,13 @@ def _stop_plan(spec, ctx) -> list[Violation]:
                           value=expires.isoformat(), file=ctx["file"],
                           fix="runpod.state: stopped, `glmserve destroy --stack "
                               f"{ctx['stack'] or '<stack>'}`, or a later policy.expiresAt")]
-    if "state" in runpod or expires is not None:
+    # A keep-warm window stops the pod outside it: that is a stop plan.
+    if "state" in runpod or expires is not None or spec.scaling.warm_schedule is not None:
         return []
     return [Violation("stop-plan", "runpod", "a dedicated pod bills while it exists, and this stack has no "
                       "stop or destroy plan", file=ctx["file"],
-                      fix="set runpod.state explicitly (stopped releases the GPUs), or "
-                          "policy.expiresAt: YYYY-MM-DD")]
+                      fix="set runpod.state explicitly (stopped releases the GPUs), scaling.warmSchedule "
+                          "(stopped outside its windows), or policy.expiresAt: YYYY-MM-DD")]
 
 
 def _feasible(plan, ctx) -> list[Violation]:
