@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from infra.spec.model import NodeSpec
 from infra.spec.schedule import WarmSchedule, now
+from providers.dynamic import whole_numbers
 
 
 def cron_functions(spec: NodeSpec) -> list[dict[str, Any]]:
@@ -47,7 +48,8 @@ def schedule_props(spec: NodeSpec) -> Optional[dict[str, Any]]:
 
 
 def replicas_now(props: dict[str, Any]) -> int:
-    warm = WarmSchedule.model_validate(props["warm"])
+    # Pulumi hands numbers to dynamic providers as doubles (1 comes back as 1.0).
+    warm = WarmSchedule.model_validate(whole_numbers(props["warm"]))
     return warm.replicas_at(now(), int(props["base"]))
 
 
