@@ -74,7 +74,10 @@ class Window(BaseModel):
 
     @model_validator(mode="after")
     def _shape(self) -> "Window":
-        self.bounds     # noqa: B018 - parses, raising a ValueError that names what is wrong
+        days, start, end = self.bounds      # parses, raising a ValueError that names what is wrong
+        if len(days) == 7 and start == end:
+            # Its start and end would be the same instant every day (KEDA refuses that too).
+            raise ValueError("the window covers the whole week: set scaling.minReplicas instead")
         return self
 
     @cached_property

@@ -17,9 +17,14 @@ UTC = dt.timezone.utc
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago",
          "Pacific/Auckland", "Asia/Kolkata", "UTC", "America/Havana"]
 
+def _not_whole_week(w: dict) -> bool:
+    return not (len(w["days"]) == 7 and w["start"] == w["end"])
+
+
 times = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.sampled_from([0, 15, 30, 45, 59]))
 windows = st.builds(lambda days, start, end: {"days": days, "start": start, "end": end},
-                    st.lists(st.sampled_from(DAY_NAMES), min_size=1, max_size=6, unique=True), times, times)
+                    st.lists(st.sampled_from(DAY_NAMES), min_size=1, max_size=7, unique=True), times, times
+                    ).filter(_not_whole_week)
 schedules = st.builds(lambda zone, ws: WarmSchedule.model_validate({"timeZone": zone, "windows": ws}),
                       st.sampled_from(ZONES), st.lists(windows, min_size=1, max_size=3))
 # Instants in 2026-2027, seconds resolution: every DST change of both years is in range.
@@ -122,6 +127,7 @@ def test_overnight_and_wrapping_day_ranges():
     ({"timeZone": "UTC", "windows": [{"start": "0 8 1 * *", "end": "0 9 * * *"}]}, "MINUTE HOUR * * DAYS"),
     ({"timeZone": "UTC", "windows": [{"start": "0 8 * * 1", "end": "0 9 * * 3"}]}, "must be the start's days"),
     ({"timeZone": "UTC", "windows": []}, "at least 1"),
+    ({"timeZone": "UTC", "windows": [{"days": ["mon-sun"], "start": "08:00", "end": "08:00"}]}, "whole week"),
 ])
 def test_bad_schedules_say_what_is_wrong(raw, needle):
     with pytest.raises(ValidationError) as e:
