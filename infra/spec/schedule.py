@@ -88,7 +88,9 @@ class Window(BaseModel):
                 raise ValueError("a window with HH:MM times needs days (e.g. [mon, tue, wed, thu, fri] or mon-fri)")
             return _day_names(self.days), dt.time.fromisoformat(self.start), dt.time.fromisoformat(self.end)
         if self.days is not None:
-            raise ValueError("days go with HH:MM start and end times; cron expressions carry their own days")
+            bad = next(t for t in (self.start, self.end) if not _TIME.match(t))
+            raise ValueError(f"{bad!r} is not a time HH:MM (00:00-23:59, e.g. 08:00); with days, start and end are "
+                             f"times (cron expressions carry their own days)")
         start, days = _cron(self.start, "start")
         end, end_days = _cron(self.end, "end")
         # The end fires on the window's own days, or on the next day for an overnight window.

@@ -127,6 +127,7 @@ def test_overnight_and_wrapping_day_ranges():
     ({"timeZone": "UTC", "windows": [{"start": "0 8 1 * *", "end": "0 9 * * *"}]}, "MINUTE HOUR * * DAYS"),
     ({"timeZone": "UTC", "windows": [{"start": "0 8 * * 1", "end": "0 9 * * 3"}]}, "must be the start's days"),
     ({"timeZone": "UTC", "windows": []}, "at least 1"),
+    ({"timeZone": "UTC", "windows": [{"days": ["mon"], "start": "8:00", "end": "19:00"}]}, "'8:00' is not a time HH:MM"),
     ({"timeZone": "UTC", "windows": [{"days": ["mon-sun"], "start": "08:00", "end": "08:00"}]}, "whole week"),
 ])
 def test_bad_schedules_say_what_is_wrong(raw, needle):
