@@ -289,3 +289,28 @@ def test_up_with_a_warm_schedule_deploys_the_cron_functions_and_applies_the_curr
                         env=env, check=True)
     assert "min_containers = 1" in done.stdout
     assert modal_api.functions(APP)["serve"].autoscaler.min_containers == 1
+
+
+def test_the_gpu_snapshot_app_deploys_as_a_class_and_the_window_moves_its_autoscaler(tmp_path):
+    """A one-GPU vLLM node with modal.gpuSnapshot: the generated class deploys with the
+    snapshot options, and the warm window's floor goes to the class's autoscaler."""
+    from providers.modal.client import deploy_module, set_min_containers
+    from tests.standins.modal import modal_client_env
+    from tests.unit.providers.test_modal_schedule import OFFICE, SMALL, artifact, spec_of
+
+    source = artifact(spec_of(**SMALL, modal={"gpuSnapshot": True},
+                              scaling={"minReplicas": 0, "maxReplicas": 1, "warmSchedule": OFFICE}))
+    with ModalStandin(web_url="http://127.0.0.1:18000",
+                      secrets={"glmserve-test-api-key": {"VLLM_API_KEY": API_KEY}}) as api:
+        with modal_client_env(api, tmp_path / "modal.toml"):
+            _, url = deploy_module(source, "snap", None, "recreate")
+            set_min_containers("snap", None, 1, in_class=True)
+        functions = api.functions("snap")
+        assert set(functions) == {"Engine.*", "warm_window_0_start", "warm_window_0_end"}
+        engine_fn = functions["Engine.*"].definition
+        assert dict(engine_fn.experimental_options) == {"enable_gpu_snapshot": "True"}
+        assert engine_fn.checkpointing_enabled            # enable_memory_snapshot=True
+        assert url == "http://127.0.0.1:18000"            # the serve method's web URL
+        request = api.last("FunctionUpdateSchedulingParams")
+        assert request.function_id == functions["Engine.*"].function_id and request.settings.min_containers == 1
+        assert api.unimplemented() == []

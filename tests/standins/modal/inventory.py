@@ -90,6 +90,8 @@ class AppRecord:
     deployment_tag: str = ""
     # tag -> function id, as published by the last AppPublish.
     function_ids: dict[str, str] = field(default_factory=dict)
+    # class name -> class id (a @app.cls), as published by the last AppPublish.
+    class_ids: dict[str, str] = field(default_factory=dict)
 
     def lifecycle(self) -> api_pb2.AppLifecycle:
         return api_pb2.AppLifecycle(
@@ -265,7 +267,8 @@ class Inventory:
             return max(named, key=lambda a: a.created_at, default=None)
 
     def publish_app(
-        self, app_id: str, *, name: str, state: AppState, function_ids: dict[str, str], tag: str
+        self, app_id: str, *, name: str, state: AppState, function_ids: dict[str, str], tag: str,
+        class_ids: Optional[dict[str, str]] = None,
     ) -> AppRecord:
         with self._lock:
             app = self.app(app_id)
@@ -279,6 +282,7 @@ class Inventory:
                 app.name = name
             app.state = state
             app.function_ids = dict(function_ids)
+            app.class_ids = dict(class_ids or {})
             app.deployment_tag = tag
             app.version += 1
             app.deployed_at = self._clock()
@@ -322,6 +326,10 @@ class Inventory:
             fn.name = name
             fn.web_url = self.web_url(app.name, name)
             return fn
+
+    def new_class_id(self) -> str:
+        with self._lock:
+            return self._ids.new("cs")
 
     def function(self, function_id: str) -> FunctionRecord:
         with self._lock:
