@@ -12,7 +12,8 @@ may also be written as two cron expressions of the form ``M H * * DOW`` (what Mo
 
 Providers realise the windows their own way (Modal: scheduled functions calling
 ``update_autoscaler``; RunPod: pod state applied by ``glmserve schedule apply``; Kubernetes: a
-KEDA cron trigger or CronJobs); each uses :func:`cron_edges` and :func:`warm_replicas_at`.
+KEDA cron trigger or CronJobs); each uses :meth:`WarmSchedule.cron_edges` and :meth:`WarmSchedule.replicas_at`
+(the planner :meth:`WarmSchedule.weekly_warm_hours`).
 """
 from __future__ import annotations
 
@@ -29,9 +30,6 @@ from pydantic.alias_generators import to_camel
 from infra.spec.shapes import WholeNumber
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")     # datetime.weekday() order
-# Mean month: 365.25 / 12 days (the same month the cost model bills).
-HOURS_PER_MONTH = 730.5
-WEEKS_PER_MONTH = HOURS_PER_MONTH / (7 * 24)
 # Set by `glmserve schedule apply --at` (and tests): the instant the program judges windows at.
 AT_ENV = "GLMSERVE_SCHEDULE_AT"
 
@@ -185,9 +183,6 @@ class WarmSchedule(BaseModel):
             for d in days:
                 minutes.update((d * 1440 + s + k) % (7 * 1440) for k in range(length))
         return len(minutes) / 60
-
-    def warm_hours_per_month(self) -> float:
-        return self.weekly_warm_hours() * WEEKS_PER_MONTH
 
     def replicas_at(self, at: dt.datetime, base: int) -> int:
         """Replicas to keep running at ``at``: the window's, else ``base`` (scaling.minReplicas)."""
