@@ -3,8 +3,6 @@ ScaledObject with cron triggers, or CronJobs with the RBAC to scale the one work
 objects validated against Kubernetes 1.37's schemas (strict)."""
 from __future__ import annotations
 
-import pytest
-
 from tests.unit.providers.test_kubernetes_manifests import K8S, by_kind, docs_of, kv, spec_of
 
 OFFICE = {"timeZone": "Europe/Berlin", "minReplicas": 1,

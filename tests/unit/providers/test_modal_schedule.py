@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import copy
-import datetime as dt
 
 import pytest
 import yaml
