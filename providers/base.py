@@ -200,3 +200,11 @@ class Provider:
     def create_resources(self, ctx: DeployContext) -> Endpoint:
         """Create child resources parented to ctx.parent; return where the engine answers."""
         raise NotImplementedError
+
+    def apply_schedule(self, spec: NodeSpec, stack: str, project: str, replicas: int) -> Optional[str]:
+        """`glmserve schedule apply`: keep ``replicas`` running now, as the warm window asks.
+
+        None (the default): the provider has nothing that follows a window by itself, and the
+        stack's `up` deploys the window's state (it is run when the state differs from the one
+        last deployed). A provider whose cloud follows the window itself says what it did."""
+        return None

@@ -178,6 +178,27 @@ def _engine_op(op: str) -> Callable:
     return run
 
 
+def cmd_schedule(args) -> int:
+    from infra.cli import schedule
+
+    def load(stack: str):
+        spec = _spec(stack)
+        provider = _provider(spec)
+        provider.validate(spec)
+        return spec, provider
+
+    if bool(args.stack) == bool(args.all):
+        raise GlmserveError([Problem(key="--stack", message="give --stack STACK or --all")],
+                            headline=f"nothing to {args.schedule_command}")
+    if args.schedule_command == "apply":
+        from infra.deploy.workspace import register_credentials
+        register_credentials()
+    args.diff = False
+    if args.all:
+        return schedule.run_all(args, load, _engine_op("up"))
+    return schedule.run(args, *load(args.stack), _engine_op("up"))
+
+
 # ----------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--base", default="HEAD", help="git revision to compare with (default HEAD)")
     d.add_argument("--format", choices=["text", "markdown", "json"], default="text")
     d.set_defaults(func=cmd_diff)
+
+    sc = sub.add_parser("schedule", help="the keep-warm window (scaling.warmSchedule): show it, apply it now",
+                        allow_abbrev=False)
+    from infra.cli import schedule as schedule_cli
+    schedule_cli.add_arguments(sc)
+    sc.set_defaults(func=cmd_schedule)
 
     for op, helptext in (("preview", "pulumi preview"), ("up", "pulumi up"),
                          ("refresh", "pulumi refresh"), ("destroy", "pulumi destroy")):

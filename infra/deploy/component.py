@@ -18,6 +18,7 @@ from infra.deploy.apikey import ApiKey
 from infra.deploy.identity import StackIdentity
 from infra.deploy.readiness_gate import Readiness
 from infra.deploy.target import DeployContext, Endpoint
+from infra.spec.schedule import now as schedule_now
 from infra.engine.render import EngineCommand
 from infra.spec.model import NodeSpec
 
@@ -87,6 +88,9 @@ class ServingNode(pulumi.ComponentResource):
             outputs["baseUrl"] = self.url.apply(lambda u: u.rstrip("/") + "/v1")
         if api_key is not None:
             outputs["apiKey"] = api_key
+        if spec.scaling.warm_schedule is not None:
+            # What the warm window asked for at this up: `glmserve schedule apply` compares with it.
+            outputs["scheduledReplicas"] = spec.scaling.replicas_at(schedule_now())
         if args.plan is not None:
             outputs["capacity"] = args.plan.summary()
             outputs["estimatedCostPerHour"] = args.plan.to_json().get("cost_per_hour_usd")

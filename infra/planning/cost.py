@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from infra.planning.schedule_cost import schedule_report
 from infra.planning.sources import Assumption, ConfigError, load_data
 
 PriceOverride = Union[float, int, dict, None]
@@ -162,7 +163,7 @@ def cost_report(facts: ProviderFacts, gpu_type: str, gpus: int, *, min_replicas:
                 max_replicas: int = 1, scaledown_window_s: float = 900, cold_start_s: float = 0.0,
                 serverless_cold_start_s: Optional[float] = None, usage: Optional[Usage] = None,
                 price_override: PriceOverride = None, serverless: Optional[ProviderFacts] = None,
-                dedicated: Optional[ProviderFacts] = None) -> dict[str, Any]:
+                dedicated: Optional[ProviderFacts] = None, warm_schedule: Any = None) -> dict[str, Any]:
     """The cost section of a plan (a JSON-ready dict) plus the assumptions it rests on.
     ``serverless`` and ``dedicated`` are the providers the break-even comparison weighs
     (``serverless_cold_start_s``: a cold start on the serverless one)."""
@@ -225,6 +226,13 @@ def cost_report(facts: ProviderFacts, gpu_type: str, gpus: int, *, min_replicas:
             elif billing == "serverless":
                 notes.append(Assumption("busy hours form one block a day (one cold start, one scale-down window)",
                                         True, "glmserve cost model"))
+    if warm_schedule is not None:
+        usage_billed = (serverless_billed_hours_per_day(usage, 0, scaledown_window_s, cold_start_s)
+                        if usage.given else None)
+        out["schedule"], schedule_notes = schedule_report(
+            warm_schedule, node_per_hour=node_h, billing=billing, min_replicas=min_replicas, hours_per_month=hpm,
+            cold_start_s=cold_start_s, scaledown_window_s=scaledown_window_s, usage_billed_hours_per_day=usage_billed)
+        notes += schedule_notes
     notes.append(Assumption("storage (volumes) and egress are not included", True, "glmserve cost model"))
 
     # Serverless vs dedicated for the same GPUs.

@@ -45,6 +45,8 @@ class PlanOptions:
     startup_timeout_s: Optional[float] = None
     usage: cost_mod.Usage = field(default_factory=cost_mod.Usage)
     price_override: Any = None
+    # scaling.warmSchedule (infra/spec/schedule.py): the plan prices it beside always-on and scale to zero.
+    warm_schedule: Any = None
 
 
 def provider_facts(name: str, spec: Any = None, options: Optional[dict] = None) -> ProviderFacts:
@@ -145,7 +147,7 @@ def _build(inputs: CapacityInputs, opts: PlanOptions, source: dict[str, Any], ex
         facts, gpu, int(gpus) * nodes, min_replicas=opts.min_replicas, max_replicas=opts.max_replicas,
         scaledown_window_s=float(opts.scaledown_window), cold_start_s=cold.total_s,
         serverless_cold_start_s=serverless_cold, usage=opts.usage, price_override=opts.price_override,
-        serverless=serverless, dedicated=dedicated)
+        serverless=serverless, dedicated=dedicated, warm_schedule=opts.warm_schedule)
     warnings = list(extra_warnings)
     read_s = cold.terms["weights_read_s"]
     if read_s > 600:
@@ -312,6 +314,7 @@ def plan_for_spec(spec: Any, provider_price_override: Any = None, *, overrides: 
             startup_timeout_s=float(spec.timeouts.startup_seconds),
             usage=cost_mod.Usage(hours_per_day, requests_per_day, busy_seconds_per_request),
             price_override=ov.get("price_per_gpu_hour", provider_price_override),
+            warm_schedule=spec.scaling.warm_schedule,
         )
         return _build(inputs, opts, {"stack": stack, "model": profile.get("name")}, warnings)
     except ConfigError as e:

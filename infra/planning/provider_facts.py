@@ -19,6 +19,7 @@ The catalogue's planning keys::
       storage: local-disk                         # where the weights are read from, or chosen
                                                   # by an option: {option: volume, values: {...}}
       storages: {name: {description, gbps: {lazy, eager, prefetch, torchao}, source}}
+      snapshot_restore_s: {option: ..., value: ..., source: ...}   # when that option is on
 """
 from __future__ import annotations
 
@@ -80,6 +81,9 @@ class ProviderFacts:
     storage: Optional[str] = None                  # with the node's options
     storages: dict[str, Storage] = field(default_factory=dict)
     choices: tuple[StorageChoice, ...] = ()        # every storage setting of the option block
+    # Seconds to restore a memory snapshot of the started engine, when the node's options ask
+    # for one (catalogue planning.snapshot_restore_s: {option, value, source}); None: no snapshot.
+    snapshot_restore: Optional[Figure] = None
     # Deploys nothing, so there is nothing to price (a missing price is then no gap).
     free: bool = False
 
@@ -100,6 +104,13 @@ def _figure(row: Any, where: str) -> Optional[Figure]:
     if not isinstance(row, dict) or "value" not in row or not row.get("source"):
         raise ValueError(f"{where}: needs a value and its source")
     return Figure(float(row["value"]), str(row["source"]))
+
+
+def _snapshot(row: Any, option: Callable[[str], Any], provider: str) -> Optional[Figure]:
+    """The restore figure when the option that turns snapshots on is set for this node."""
+    if row is None or not option(str(row.get("option", ""))):
+        return None
+    return _figure(row, f"{provider} catalog.yaml planning.snapshot_restore_s")
 
 
 def facts_from_catalog(provider: str, catalog: dict[str, Any],
@@ -133,4 +144,5 @@ def facts_from_catalog(provider: str, catalog: dict[str, Any],
         provision=_figure(plan.get("provision_s"), f"{provider} catalog.yaml planning.provision_s"),
         image_pull=_figure(plan.get("image_pull_gbps"), f"{provider} catalog.yaml planning.image_pull_gbps"),
         storage=str(chosen) if chosen else None, storages=storages, choices=choices,
+        snapshot_restore=_snapshot(plan.get("snapshot_restore_s"), option, provider),
         free=bool(catalog.get("free", False)))

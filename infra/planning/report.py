@@ -231,6 +231,17 @@ class Plan:
         else:
             lines.append(f"Cost: no price for {inp.gpu_type} on provider {self.provider} "
                          "(pass --price-per-gpu-hour)")
+        sched = cost.get("schedule")
+        if sched:
+            lines.append(f"  warm schedule ({sched['time_zone']}: {'; '.join(sched['windows'])}): "
+                         f"{sched['warm_replicas']} replica(s) for {sched['warm_hours_per_month']:.0f} h/month, "
+                         f"{sched['replicas_outside']} outside")
+            if sched["schedule_per_month_usd"] is not None:
+                stz = sched["scale_to_zero_per_month_usd"]
+                lines.append(f"    per month: this schedule ${sched['schedule_per_month_usd']:,.2f} | always-on "
+                             f"${sched['always_on_per_month_usd']:,.2f} | scale to zero "
+                             + (f"${stz:,.2f}" if stz is not None else "n/a (a pod bills while it exists)"))
+            lines.append(f"    outside the windows: {sched['outside_windows']}")
         cmpn = cost.get("comparison")
         if cmpn:
             sv, dd = cmpn["serverless"], cmpn["dedicated"]

@@ -53,6 +53,7 @@ def policy_facts(spec: NodeSpec, plan: Any = None, *, stack: Optional[str] = Non
                    "apiKeyEnvNames": api_key_env_names()},
         "provider": {"name": spec.provider, "billing": provider.billing, "stopOption": _stop_option(spec, provider)},
         "gpu": {"type": spec.gpu.type},
-        "scaling": {"maxReplicas": spec.scaling.max_replicas},
+        "scaling": {"maxReplicas": spec.scaling.max_replicas,
+                    "warmSchedule": spec.scaling.warm_schedule is not None},
         "plan": _plan(plan),
     }

@@ -197,10 +197,12 @@ def _stop_plan(f: Facts, today: datetime.date) -> list[Violation]:
     if expired is not None:
         return [expired]
     stop = provider.get("stopOption")
-    if (stop is not None and stop.get("value") is not None) or f["policy"].get("expiresAt") is not None:
+    # A keep-warm window stops the node outside it: that is a stop plan too.
+    if ((stop is not None and stop.get("value") is not None) or f["policy"].get("expiresAt") is not None
+            or f.get("scaling", {}).get("warmSchedule")):
         return []
-    how = (f"set {provider['name']}.{stop['key']} explicitly ({stop['stopValue']} releases the GPUs), or "
-           if stop else "set ")
+    how = (f"set {provider['name']}.{stop['key']} explicitly ({stop['stopValue']} releases the GPUs), "
+           "scaling.warmSchedule (stopped outside its windows), or " if stop else "set ")
     return [Violation("stop-plan", provider["name"], "a dedicated pod bills while it exists, and this stack has "
                       "no stop or destroy plan", file=f.get("file"), fix=f"{how}policy.expiresAt: YYYY-MM-DD")]
 

@@ -19,6 +19,7 @@ from infra.common import secrets as secret_registry
 from infra.config.stackfile import ENCRYPTED
 from infra.spec.gpus import GPU_COUNTS, gpu_catalog
 from infra.spec.keys import check_api_key
+from infra.spec.schedule import WarmSchedule
 from infra.spec.shapes import (
     Boolean,
     DockerfileCommand,
@@ -205,12 +206,22 @@ class ScalingSection(SpecModel):
     min_replicas: WholeNumber = Field(default=0, ge=0, le=64)
     max_replicas: WholeNumber = Field(default=1, ge=1, le=64)
     scaledown_window: WholeNumber = Field(default=900, ge=1, le=86_400)
+    # Windows (days and hours, or cron start/end, in a time zone) during which
+    # warmSchedule.minReplicas replicas are kept running (infra/spec/schedule.py).
+    warm_schedule: Optional[WarmSchedule] = None
 
     @model_validator(mode="after")
     def _order(self) -> "ScalingSection":
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"minReplicas ({self.min_replicas}) exceeds maxReplicas ({self.max_replicas})")
+        warm = self.warm_schedule
+        if warm is not None and warm.min_replicas > self.max_replicas:
+            raise ValueError(f"warmSchedule.minReplicas ({warm.min_replicas}) exceeds maxReplicas ({self.max_replicas})")
         return self
+
+    def replicas_at(self, at) -> int:
+        """Replicas kept running at the instant ``at``: the warm window's, else minReplicas."""
+        return self.min_replicas if self.warm_schedule is None else self.warm_schedule.replicas_at(at, self.min_replicas)
 
 
 class TimeoutsSection(SpecModel):

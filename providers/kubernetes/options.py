@@ -78,6 +78,12 @@ class KubernetesOptions(ProviderOptions):
     gateway: Optional[GatewayOptions] = None
     labels: dict[str, str] = Field(default_factory=dict)
     pod_annotations: dict[str, str] = Field(default_factory=dict)
+    # scaling.warmSchedule on this cluster (providers/kubernetes/schedule.py): a KEDA ScaledObject
+    # with cron triggers when the cluster runs KEDA, else CronJobs running `kubectl scale` in
+    # this image (kubernetes/kubernetes#116672 publishes it at registry.k8s.io/kubectl).
+    keda: bool = False
+    schedule_image: str = Field(default="registry.k8s.io/kubectl:v1.37.2", min_length=3, max_length=512,
+                                pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
     # Wait for the rollout at `up` (bounded by timeouts.startupSeconds).
     wait: bool = True
     rollout_poll_seconds: float = Field(default=5.0, gt=0, le=300)

@@ -36,6 +36,7 @@ from infra.spec.model import NodeSpec
 from providers.base import Credential, Provider
 from providers.dynamic import HF_TOKEN_ENV as HF_TOKEN_KEY
 from providers.kubernetes.options import MAX_NAME, KubernetesOptions
+from providers.kubernetes.schedule import SCALE_RESOURCE, SCHEDULE_KINDS, schedule_manifests
 
 GPU_RESOURCE = "nvidia.com/gpu"
 RAY_PORT = 6379
@@ -253,7 +254,10 @@ class KubernetesProvider(Provider):
             "labels": labels, "selector": selector, "pod_labels": role_labels,
             "pod_annotations": dict(opts.pod_annotations),
             "service_selector": service_selector,
-            "workload": workload, "replicas": self.replicas(spec), "group_size": spec.nodes,
+            # None with a warm schedule: its scaler owns the count (providers/kubernetes/schedule.py).
+            "workload": workload, "group_size": spec.nodes,
+            "replicas": None if spec.scaling.warm_schedule is not None else self.replicas(spec),
+            "max_replicas": self.replicas(spec),
             "gpus": spec.gpu.count,
             "progress_deadline_seconds": startup + 600,
             "image": opts.image or spec.engine.image, "image_pull_policy": opts.image_pull_policy,
@@ -274,9 +278,10 @@ class KubernetesProvider(Provider):
 
     def manifests(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> list[dict[str, Any]]:
         """The objects to apply, in dependency order (Secret values are placeholders)."""
-        text = environment().get_template("kubernetes/manifests.yaml.j2").render(
-            **self.deploy_variables(spec, command, stack, project))
-        return [d for d in yaml.safe_load_all(text) if d]
+        v = self.deploy_variables(spec, command, stack, project)
+        docs = [d for d in yaml.safe_load_all(environment().get_template("kubernetes/manifests.yaml.j2").render(**v)) if d]
+        workload = next(d for d in docs if d["kind"] in SCALE_RESOURCE)
+        return docs + schedule_manifests(spec, self.options(spec), v, workload)
 
     def artifact(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> str:
         docs = self.manifests(spec, command, stack, project)
@@ -289,6 +294,11 @@ class KubernetesProvider(Provider):
         return header + yaml.safe_dump_all(docs, sort_keys=False, width=120)
 
     # ------------------------------------------------------------------ resources
+    def apply_schedule(self, spec: NodeSpec, stack: str, project: str, replicas: int) -> str:
+        how = "the KEDA ScaledObject's cron triggers" if self.options(spec).keda else "the warm-schedule CronJobs"
+        return (f"nothing to do: on Kubernetes {how} in the manifests follow the window in the cluster "
+                f"({replicas} replica(s) now)")
+
     def create_resources(self, ctx: DeployContext) -> Endpoint:
         import pulumi
 
@@ -305,6 +315,8 @@ class KubernetesProvider(Provider):
         for doc in docs:
             kind = doc["kind"]
             res_name = f"{name}-{kind.lower()}" if kind != "PersistentVolumeClaim" else f"{name}-cache"
+            if kind in SCHEDULE_KINDS:      # several of a kind (CronJobs): named after the object
+                res_name = f"{doc['metadata']['name']}-{kind.lower()}"
             depends = list(ns_dep)
             extra: dict[str, Any] = {}
             ro = {}

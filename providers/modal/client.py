@@ -21,6 +21,8 @@ from typing import Any, Optional
 from infra.common.secrets import redact
 
 SERVE_FUNCTION = "serve"
+# The class that holds the engine in a GPU-snapshot app (providers/modal/snapshot.py).
+SNAPSHOT_CLASS = "Engine"
 
 
 def modal_module():
@@ -89,7 +91,10 @@ def deploy_module(source: str, app_name: str, environment: Optional[str], strate
             spec.loader.exec_module(module)
             app = module.app
             app.deploy(name=app_name, environment_name=environment_name(environment), strategy=strategy)
-            url = getattr(module, SERVE_FUNCTION).get_web_url()
+            serve = getattr(module, SERVE_FUNCTION, None)
+            if serve is None:       # the GPU-snapshot app: serve is a method of the engine's class
+                serve = getattr(module, SNAPSHOT_CLASS)().serve
+            url = serve.get_web_url()
             return app.app_id, url
         except Exception as e:  # noqa: BLE001
             raise explain(e, f"deploying Modal app {app_name!r}") from None
@@ -123,3 +128,17 @@ def stop_app(app_name: str, environment: Optional[str]) -> None:
         raise explain(e, f"stopping Modal app {app_name!r}") from None
 
 
+def set_min_containers(app_name: str, environment: Optional[str], replicas: int, in_class: bool = False) -> None:
+    """Move the deployed serve function's autoscaler floor (until the next deploy resets it);
+    ``in_class``: the GPU-snapshot app, whose autoscaler is the engine class's."""
+    modal = modal_module()
+    env = environment_name(environment)
+    try:
+        if in_class:
+            modal.Cls.from_name(app_name, SNAPSHOT_CLASS, environment_name=env)().update_autoscaler(
+                min_containers=replicas)
+        else:
+            modal.Function.from_name(app_name, SERVE_FUNCTION, environment_name=env).autoscaler.update(
+                min_containers=replicas)
+    except Exception as e:  # noqa: BLE001
+        raise explain(e, f"setting min_containers of Modal app {app_name!r}") from None

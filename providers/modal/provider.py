@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.common.errors import Problem
+from infra.common.errors import GlmserveError, Problem
 from infra.deploy.target import DeployContext, Endpoint
 from infra.engine.render import EngineCommand
 from infra.engine.templates import environment
@@ -20,6 +20,8 @@ from infra.spec.model import NodeSpec
 from providers.base import Credential, Feature, Provider
 from providers.dynamic import HF_TOKEN_ENV
 from providers.modal.options import MAX_TIMEOUT, ModalOptions
+from providers.modal.schedule import cron_functions, schedule_props
+from providers.modal.snapshot import snapshot_problems, snapshot_variables
 
 # Modal's accepted range for a function's scale-down window, in seconds.
 SCALEDOWN_RANGE = (2, 3600)
@@ -47,7 +49,22 @@ class ModalProvider(Provider):
         if spec.timeouts.startup_seconds > MAX_TIMEOUT:
             problems.append(Problem(key="timeouts.startupSeconds", value=spec.timeouts.startup_seconds,
                                     message="longer than Modal allows", allowed=f"<= {MAX_TIMEOUT}"))
+        problems += snapshot_problems(spec, opts)
         return problems
+
+    def apply_schedule(self, spec: NodeSpec, stack: str, project: str, replicas: int) -> str:
+        """`glmserve schedule apply`: the app's cron functions keep the window; this moves the floor
+        now (after a failed cron run, or by hand)."""
+        from providers.modal.client import ModalError, set_min_containers
+
+        app = self.app_name(spec, stack, project)
+        opts = self.options(spec)
+        try:
+            set_min_containers(app, opts.environment, replicas, opts.gpu_snapshot)
+        except ModalError as e:
+            raise GlmserveError([Problem(key="--stack", value=stack, message=str(e),
+                                         allowed=f"a deployed stack (glmserve up --stack {stack} first)")]) from None
+        return f"Modal app {app}: serve keeps min_containers = {replicas}"
 
     # ------------------------------------------------------------------ naming
     def app_name(self, spec: NodeSpec, stack: str, project: str) -> str:
@@ -86,7 +103,8 @@ class ModalProvider(Provider):
             "secret_names": list(self.secret_names(spec, stack, project).values()),
             "mount_path": spec.cache.mount_path,
             "volume": spec.cache.volume,
-            "memory_snapshot": opts.memory_snapshot,
+            "warm_crons": cron_functions(spec),
+            **snapshot_variables(spec, opts, command.argv),
             "concurrent_inputs": opts.concurrent_inputs,
             "port": spec.serving.port,
         }
@@ -117,6 +135,7 @@ class ModalProvider(Provider):
         source = self.artifact(spec, ctx.command, ctx.stack, ctx.project)
         app = ModalApp(app_name, app_name=app_name, environment=opts.environment, source=source,
                        secret_revision=sorted(names.values()), strategy=opts.deploy_strategy,
+                       schedule=schedule_props(spec),
                        opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=secrets))
         return Endpoint(url=app.url, revision=app.revision,
                         outputs={"appName": app_name, "appId": app.app_id})

@@ -10,6 +10,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Resou
 
 from providers.dynamic import register_secrets
 from providers.modal.client import delete_secret, deploy_module, deployed_app_id, put_secret, source_revision, stop_app
+from providers.modal.schedule import apply_after_deploy
 
 
 # --------------------------------------------------------------------------- secrets
@@ -53,6 +54,8 @@ class ModalAppProvider(ResourceProvider):
     def _deploy(self, props: dict[str, Any]) -> dict[str, Any]:
         app_id, url = deploy_module(props["source"], props["appName"], props.get("environment"),
                                     props.get("strategy") or "recreate")
+        # A deploy resets the autoscaler to the decorator's floor: apply the current window now.
+        apply_after_deploy(props["appName"], props.get("environment"), props.get("schedule"), pulumi.log.info)
         return {**props, "app_id": app_id, "url": url}
 
     def create(self, props):
@@ -83,9 +86,11 @@ class ModalApp(Resource):
     revision: pulumi.Output[str]
 
     def __init__(self, name: str, *, app_name: str, environment: Optional[str], source: str,
-                 secret_revision, strategy: str, opts: Optional[pulumi.ResourceOptions] = None):
+                 secret_revision, strategy: str, schedule: Optional[dict] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(ModalAppProvider(), name, {
             "appName": app_name, "environment": environment or "", "source": source, "strategy": strategy,
+            "schedule": schedule,
             "revision": source_revision(source), "secretRevision": secret_revision,
             "app_id": None, "url": None,
         }, opts)

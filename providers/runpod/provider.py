@@ -30,6 +30,7 @@ from providers.base import Credential, Feature, Provider
 from providers.dynamic import HF_TOKEN_ENV
 from providers.runpod.client import API_KEY_ENV, api_url, proxy_url_template
 from providers.runpod.options import RunPodOptions
+from providers.runpod.schedule import pod_state
 
 
 def runpod_secret_ref(name: str) -> str:
@@ -183,6 +184,7 @@ class RunPodProvider(Provider):
         spec, opts = ctx.spec, self.options(ctx.spec)
         v = self.deploy_variables(spec, ctx.command, ctx.stack, ctx.project)
         self.preflight(spec)
+        state = pod_state(spec, opts)        # runpod.state, or the warm window's (providers/runpod/schedule.py)
 
         base = f"{ctx.project}-{ctx.stack}"
         child = pulumi.ResourceOptions(parent=ctx.parent)
@@ -220,7 +222,7 @@ class RunPodProvider(Provider):
             "cloud": v["cloud"], "dataCenterIds": dcs, "args": v["args"], "disk": v["disk"], "env": env,
             "secretEnvKeys": sorted(sources), "ports": v["ports"], "port": spec.serving.port,
             "mountKind": v["mount_kind"], "mountPath": v["mount_path"], "mountSize": v["mount_size"],
-            "volumeId": volume_id, "state": opts.state,
+            "volumeId": volume_id, "state": state,
             "proxyUrlTemplate": proxy_url_template(opts.proxy_url_template),
             "startupSeconds": spec.timeouts.startup_seconds,
             "pollSeconds": spec.readiness.poll_interval_seconds,
@@ -228,14 +230,14 @@ class RunPodProvider(Provider):
         pod = Pod(f"{base}-pod", props, opts=pulumi.ResourceOptions(
             parent=ctx.parent, depends_on=[volume] if volume is not None else None))
 
-        out: dict[str, Any] = {"podId": pod.podId, "podName": v["name"], "state": opts.state,
+        out: dict[str, Any] = {"podId": pod.podId, "podName": v["name"], "state": state,
                                "costPerHour": pod.costPerHour}
         if volume is not None:
             out["volumeId"] = volume.id
         elif opts.network_volume_id:
             out["volumeId"] = opts.network_volume_id
         # The gate never runs against a stopped pod: it exists only while the pod should run.
-        return Endpoint(url=pod.url, revision=pod.revision if opts.state == "running" else None, outputs=out)
+        return Endpoint(url=pod.url, revision=pod.revision if state == "running" else None, outputs=out)
 
 
 PROVIDER = RunPodProvider()

@@ -258,3 +258,59 @@ def test_generated_api_key_reaches_the_container_through_a_modal_secret(engine_e
     assert key.startswith("sk-glm-")
     assert modal_api.secret(f"{APP}-api-key").values == {"VLLM_API_KEY": key}
     assert key not in proc.stdout + proc.stderr
+
+
+OFFICE = {"timeZone": "Europe/Berlin", "minReplicas": 1,
+          "windows": [{"days": ["mon-fri"], "start": "08:00", "end": "19:00"}]}
+
+
+@pytest.mark.parametrize("at, floor", [("2026-12-07T09:00:00+01:00", 1), ("2026-12-06T09:00:00+01:00", 0)])
+def test_up_with_a_warm_schedule_deploys_the_cron_functions_and_applies_the_current_window(
+        env, project, modal_api, at, floor):
+    from tests.helpers import edit_stack
+
+    edit_stack(project, "modal-dev", {"glmserve:scaling": {"minReplicas": 0, "warmSchedule": OFFICE}})
+    up({**env, "GLMSERVE_SCHEDULE_AT": at}, check=True)
+    functions = modal_api.functions(APP)
+    assert set(functions) == {"serve", "warm_window_0_start", "warm_window_0_end"}
+    start = functions["warm_window_0_start"].definition.schedule
+    assert (start.cron.cron_string, start.cron.timezone) == ("0 8 * * 1,2,3,4,5", "Europe/Berlin")
+    # The decorator's floor is the one outside the windows; the deploy then applied the current window.
+    assert autoscaler(functions["serve"].definition)["min_containers"] == 0
+    request = modal_api.last("FunctionUpdateSchedulingParams")
+    assert request.function_id == functions["serve"].function_id
+    assert request.settings.min_containers == floor
+    assert functions["serve"].autoscaler.min_containers == floor
+    assert outputs(env, project)["scheduledReplicas"] == floor
+    assert modal_api.unimplemented() == []
+
+    # `glmserve schedule apply` moves the floor directly (e.g. after a missed cron run).
+    done = run_glmserve("schedule", "apply", "--stack", "modal-dev", "--at", "2026-12-07T10:00:00+01:00",
+                        env=env, check=True)
+    assert "min_containers = 1" in done.stdout
+    assert modal_api.functions(APP)["serve"].autoscaler.min_containers == 1
+
+
+def test_the_gpu_snapshot_app_deploys_as_a_class_and_the_window_moves_its_autoscaler(tmp_path):
+    """A one-GPU vLLM node with modal.gpuSnapshot: the generated class deploys with the
+    snapshot options, and the warm window's floor goes to the class's autoscaler."""
+    from providers.modal.client import deploy_module, set_min_containers
+    from tests.standins.modal import modal_client_env
+    from tests.unit.providers.test_modal_schedule import OFFICE, SMALL, artifact, spec_of
+
+    source = artifact(spec_of(**SMALL, modal={"gpuSnapshot": True},
+                              scaling={"minReplicas": 0, "maxReplicas": 1, "warmSchedule": OFFICE}))
+    with ModalStandin(web_url="http://127.0.0.1:18000",
+                      secrets={"glmserve-test-api-key": {"VLLM_API_KEY": API_KEY}}) as api:
+        with modal_client_env(api, tmp_path / "modal.toml"):
+            _, url = deploy_module(source, "snap", None, "recreate")
+            set_min_containers("snap", None, 1, in_class=True)
+        functions = api.functions("snap")
+        assert set(functions) == {"Engine.*", "warm_window_0_start", "warm_window_0_end"}
+        engine_fn = functions["Engine.*"].definition
+        assert dict(engine_fn.experimental_options) == {"enable_gpu_snapshot": "True"}
+        assert engine_fn.checkpointing_enabled            # enable_memory_snapshot=True
+        assert url == "http://127.0.0.1:18000"            # the serve method's web URL
+        request = api.last("FunctionUpdateSchedulingParams")
+        assert request.function_id == functions["Engine.*"].function_id and request.settings.min_containers == 1
+        assert api.unimplemented() == []

@@ -291,6 +291,62 @@ def test_stop_start_refresh_after_out_of_band_changes(env, project, runpod, engi
     assert_no_plain_secret(tmp_path, HF_TOKEN)
 
 
+OFFICE = {"timeZone": "Europe/Berlin", "minReplicas": 1,
+          "windows": [{"days": ["mon-fri"], "start": "08:00", "end": "19:00"}]}
+MONDAY_9 = "2026-12-07T09:00:00+01:00"
+MONDAY_20 = "2026-12-07T20:00:00+01:00"
+
+
+def schedule_apply(env: dict, at: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = run_glmserve("schedule", "apply", "--stack", STACK, "--at", at, env=env, timeout=300)
+    assert HF_TOKEN not in proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"glmserve schedule apply exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_schedule_apply_stops_and_starts_the_pod_at_the_window_edges_and_is_idempotent(env, project, runpod, engine):
+    edit_stack(project, {"glmserve:scaling": {"minReplicas": 0, "maxReplicas": 1, "warmSchedule": OFFICE}})
+    # Not deployed yet: a scheduled job never creates a node.
+    first = schedule_apply(env, MONDAY_9, check=False)
+    assert first.returncode == 2 and "is not deployed" in first.stderr
+    assert runpod.live_pods() == []
+
+    # `up` deploys the window's state at the instant it runs (GLMSERVE_SCHEDULE_AT pins it).
+    run_glmserve("up", "--stack", STACK, env={**env, "GLMSERVE_SCHEDULE_AT": MONDAY_9}, check=True, timeout=300)
+    pod_id = outputs(env, project)["podId"]
+    assert runpod.pod(pod_id)["status"] == "RUNNING"
+    assert outputs(env, project)["scheduledReplicas"] == 1
+
+    def actions():
+        return [r.json["action"] for r in runpod.requests("POST", f"/v2/pods/{pod_id}/action")]
+
+    # Inside the window, as deployed: nothing to do, no up.
+    same = schedule_apply(env, MONDAY_9)
+    assert "nothing to do" in same.stdout and actions() == []
+
+    # After the window: the pod is stopped (GPUs released, volume kept), the gate does not run.
+    engine.clear_requests()
+    after = schedule_apply(env, MONDAY_20)
+    assert "outside a warm window" in after.stdout
+    assert runpod.pod(pod_id)["status"] == "EXITED" and actions() == ["stop"]
+    assert not engine.requests("/health")
+    assert outputs(env, project)["scheduledReplicas"] == 0 and outputs(env, project)["state"] == "stopped"
+    assert len(runpod.volumes()) == 1
+    # Again (the workflow's next tick): idempotent.
+    assert "nothing to do" in schedule_apply(env, MONDAY_20).stdout
+    assert actions() == ["stop"]
+
+    # The next morning: started again, the gate passes.
+    schedule_apply(env, "2026-12-08T08:05:00+01:00")
+    assert runpod.pod(pod_id)["status"] == "RUNNING" and actions() == ["stop", "start"]
+    assert engine.requests("/health", pod_id=pod_id)
+    assert len(runpod.live_pods()) == 1
+
+    glm("destroy", env)
+    assert glmserve_owned(runpod) == ([], [])
+
+
 def test_preview_works_offline_without_credentials(env, project, runpod):
     offline = {**env, "RUNPOD_API_KEY": "", "RUNPOD_API_URL": "http://127.0.0.1:9"}
     pre = glm("preview", offline)

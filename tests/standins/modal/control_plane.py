@@ -175,7 +175,8 @@ class ControlPlane:
             raise GRPCError(Status.FAILED_PRECONDITION, f"Functions were never created: {missing}")
         state = AppState.from_proto(req.app_state) if req.app_state else AppState.DEPLOYED
         app = self.inv.publish_app(
-            req.app_id, name=req.name, state=state, function_ids=dict(req.function_ids), tag=req.deployment_tag
+            req.app_id, name=req.name, state=state, function_ids=dict(req.function_ids), tag=req.deployment_tag,
+            class_ids=dict(req.class_ids),
         )
         return api_pb2.AppPublishResponse(url=self._page_url(app), deployed_at=app.deployed_at)
 
@@ -196,7 +197,7 @@ class ControlPlane:
     def _handle(self, fn: FunctionRecord) -> api_pb2.FunctionHandleMetadata:
         definition = fn.definition or api_pb2.Function(function_name=fn.name)
         web = _is_web(definition)
-        return api_pb2.FunctionHandleMetadata(
+        handle = api_pb2.FunctionHandleMetadata(
             function_name=fn.name,
             function_type=definition.function_type,
             web_url=fn.web_url if web else "",
@@ -207,6 +208,19 @@ class ControlPlane:
             supported_output_formats=definition.supported_output_formats,
             app_id=fn.app_id,
         )
+        # A class's service function ("Cls.*"): each method's metadata, with its own web URL.
+        app = self.inv.app(fn.app_id)
+        for name, method in definition.method_definitions.items():
+            method_web = method.webhook_config.type != api_pb2.WEBHOOK_TYPE_UNSPECIFIED
+            handle.method_handle_metadata[name].CopyFrom(api_pb2.FunctionHandleMetadata(
+                function_name=method.function_name or name, function_type=method.function_type,
+                web_url=self.inv.web_url(app.name, f"{fn.name.removesuffix('.*')}-{name}") if method_web else "",
+                is_method=True, use_method_name=name, app_id=fn.app_id,
+                function_schema=method.function_schema,
+                supported_input_formats=method.supported_input_formats,
+                supported_output_formats=method.supported_output_formats,
+            ))
+        return handle
 
     async def FunctionPrecreate(self, req: api_pb2.FunctionPrecreateRequest) -> api_pb2.FunctionPrecreateResponse:
         fn = self.inv.precreate_function(req.app_id, req.function_name, req.existing_function_id)
@@ -255,6 +269,33 @@ class ControlPlane:
             function_id=function_id, handle_metadata=self._handle(fn),
             function=function_data_from_definition(fn.definition),
         )
+
+    # -- classes (@app.cls): a class id over its service function "Cls.*" --------------------
+
+    async def ClassCreate(self, req: api_pb2.ClassCreateRequest) -> api_pb2.ClassCreateResponse:
+        self.inv.app(req.app_id)
+        class_id = req.existing_class_id or self.inv.new_class_id()
+        return api_pb2.ClassCreateResponse(class_id=class_id, handle_metadata=api_pb2.ClassHandleMetadata())
+
+    async def ClassGet(self, req: api_pb2.ClassGetRequest) -> api_pb2.ClassGetResponse:
+        """Cls.from_name(app, name): the class and its service function, from the deployed app."""
+        environment, _ = self.inv.environment(req.environment_name)
+        app = self.inv.deployed_app(req.app_name, environment)
+        class_id = app.class_ids.get(req.object_tag) if app is not None else None
+        function_id = app.function_ids.get(f"{req.object_tag}.*") if app is not None else None
+        if class_id is None or function_id is None:
+            raise GRPCError(Status.NOT_FOUND, f"Lookup failed for Cls '{req.object_tag}' from the '{req.app_name}' "
+                            f"app in environment '{environment}'")
+        fn = self.inv.function(function_id)
+        return api_pb2.ClassGetResponse(class_id=class_id, handle_metadata=api_pb2.ClassHandleMetadata(
+            class_function_id=function_id, class_function_metadata=self._handle(fn)))
+
+    async def FunctionUpdateSchedulingParams(
+        self, req: api_pb2.FunctionUpdateSchedulingParamsRequest
+    ) -> api_pb2.FunctionUpdateSchedulingParamsResponse:
+        """Function.update_autoscaler(min_containers=...): changes the live autoscaler until the next deploy."""
+        return api_pb2.FunctionUpdateSchedulingParamsResponse(
+            current_settings=self.inv.update_autoscaler(req.function_id, req.settings))
 
     # -- secrets and volumes -------------------------------------------------------------------
 

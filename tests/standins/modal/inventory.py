@@ -71,6 +71,9 @@ class FunctionRecord:
     web_url: str = ""
     # The last FunctionCreate definition; None while only precreated.
     definition: Optional[api_pb2.Function] = field(default=None, repr=False)
+    # The autoscaler as it stands: the definition's settings at each deploy (a deploy resets
+    # them, as on Modal), then each update_autoscaler call's fields on top.
+    autoscaler: api_pb2.AutoscalerSettings = field(default_factory=api_pb2.AutoscalerSettings, repr=False)
 
 
 @dataclass
@@ -87,6 +90,8 @@ class AppRecord:
     deployment_tag: str = ""
     # tag -> function id, as published by the last AppPublish.
     function_ids: dict[str, str] = field(default_factory=dict)
+    # class name -> class id (a @app.cls), as published by the last AppPublish.
+    class_ids: dict[str, str] = field(default_factory=dict)
 
     def lifecycle(self) -> api_pb2.AppLifecycle:
         return api_pb2.AppLifecycle(
@@ -262,7 +267,8 @@ class Inventory:
             return max(named, key=lambda a: a.created_at, default=None)
 
     def publish_app(
-        self, app_id: str, *, name: str, state: AppState, function_ids: dict[str, str], tag: str
+        self, app_id: str, *, name: str, state: AppState, function_ids: dict[str, str], tag: str,
+        class_ids: Optional[dict[str, str]] = None,
     ) -> AppRecord:
         with self._lock:
             app = self.app(app_id)
@@ -276,6 +282,7 @@ class Inventory:
                 app.name = name
             app.state = state
             app.function_ids = dict(function_ids)
+            app.class_ids = dict(class_ids or {})
             app.deployment_tag = tag
             app.version += 1
             app.deployed_at = self._clock()
@@ -320,6 +327,10 @@ class Inventory:
             fn.web_url = self.web_url(app.name, name)
             return fn
 
+    def new_class_id(self) -> str:
+        with self._lock:
+            return self._ids.new("cs")
+
     def function(self, function_id: str) -> FunctionRecord:
         with self._lock:
             if function_id not in self.functions:
@@ -330,7 +341,19 @@ class Inventory:
         with self._lock:
             fn = self.precreate_function(app_id, definition.function_name, existing_id)
             fn.definition = definition
+            fn.autoscaler = api_pb2.AutoscalerSettings()
+            fn.autoscaler.CopyFrom(definition.autoscaler_settings)
             return fn
+
+    def update_autoscaler(self, function_id: str, settings: api_pb2.AutoscalerSettings) -> api_pb2.AutoscalerSettings:
+        """update_autoscaler(...): the fields the call sets replace the current ones."""
+        with self._lock:
+            fn = self.function(function_id)
+            for f, value in settings.ListFields():
+                setattr(fn.autoscaler, f.name, value)
+            current = api_pb2.AutoscalerSettings()
+            current.CopyFrom(fn.autoscaler)
+            return current
 
     # -- secrets -------------------------------------------------------------------------------
 

@@ -412,6 +412,23 @@ def test_redeploy_updates_the_same_app(standin, tmp_path, app_file):
     assert len(standin.apps(APP_NAME)) == 1
 
 
+def test_autoscaler_update_is_recorded_and_a_deploy_resets_it(standin, tmp_path, app_file):
+    import modal
+
+    deploy("app.deploy", standin, tmp_path, app_file)
+    with modal_client_env(standin, tmp_path / "no-modal.toml"):
+        modal.Function.from_name(APP_NAME, "serve").autoscaler.update(min_containers=1)
+    request = standin.last("FunctionUpdateSchedulingParams")
+    function = standin.functions(APP_NAME)["serve"]
+    assert request.function_id == function.function_id
+    assert request.settings.min_containers == 1
+    assert function.autoscaler.min_containers == 1
+    assert function.autoscaler.max_containers == 1          # fields the call left out are kept
+    deploy("app.deploy", standin, tmp_path, app_file)
+    assert standin.functions(APP_NAME)["serve"].autoscaler.min_containers == 0
+    assert standin.unimplemented() == []
+
+
 def test_deploy_after_stop_creates_a_new_app(standin, tmp_path, app_file):
     first_id = deploy("app.deploy", standin, tmp_path, app_file)
     standin.inventory.stop_app(first_id)

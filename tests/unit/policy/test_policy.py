@@ -148,6 +148,9 @@ def test_stop_plan():
     assert rules_failed(r) == ["stop-plan"] and "no stop or destroy plan" in r.violations[0].message
     assert report_of(merged(base, {"runpod": {"state": "running"}})).ok
     assert report_of(merged(base, {"runpod": {"state": "stopped"}})).ok
+    # A keep-warm window stops the pod outside it: a stop plan.
+    assert report_of(merged(base, {"scaling": {"warmSchedule": {
+        "timeZone": "UTC", "windows": [{"days": ["mon-fri"], "start": "08:00", "end": "19:00"}]}}})).ok
     today = datetime.date(2026, 6, 1)
     assert report_of(merged(base, {"policy": {"expiresAt": "2026-06-30"}}), today=today).ok
     expired = report_of(merged(base, {"runpod": {"state": "running"}, "policy": {"expiresAt": "2026-05-31"}}),
