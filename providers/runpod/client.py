@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from infra.common.http import HttpError, RestClient, RetryPolicy
 from infra.common.secrets import redact
+from providers.runpod.ownership import Account, key_fingerprint
 
 # The document's `servers` entry; paths carry the /v2 prefix.
 DEFAULT_API_URL = "https://api.runpod.io"
@@ -128,6 +129,8 @@ class RunPodClient:
             raise RunPodError(f"{API_KEY_ENV} is not set: glmserve needs a RunPod API key to reach "
                               f"the REST API (RunPod console > Settings > API Keys).")
         self.base_url = api_url(base_url)
+        # Where resources made through this client live (providers/runpod/ownership.py).
+        self.account = Account(self.base_url, key_fingerprint(key))
         self.log = log
         self.rest = RestClient(self.base_url, key, policy=policy, log=log, transport=transport,
                                user_agent="glmserve-runpod")
