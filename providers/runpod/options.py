@@ -1,16 +1,14 @@
 """The `glmserve:runpod` block: what only RunPod understands, validated by this model."""
 from __future__ import annotations
 
-import string
 from typing import Literal, Optional
 
 from pydantic import Field, field_validator, SecretStr
 
 from providers.base import ProviderOptions
+from providers.runpod.client import proxy_template_problem
 
 DC_PATTERN = r"^[A-Z]{2}-[A-Z0-9]+-\d+$"
-# The fields providers/runpod/client.py proxy_url fills in.
-PROXY_FIELDS = {"pod_id", "podId", "port"}
 
 
 class RunPodOptions(ProviderOptions):
@@ -73,17 +71,7 @@ class RunPodOptions(ProviderOptions):
     @field_validator("proxy_url_template")
     @classmethod
     def _proxy(cls, v: Optional[str]) -> Optional[str]:
-        if v is None:
-            return v
-        example = "e.g. https://{pod_id}-{port}.proxy.runpod.net"
-        try:
-            fields = {f for _, f, _, _ in string.Formatter().parse(v) if f is not None}
-        except ValueError as e:
-            raise ValueError(f"is not a valid template ({e}); {example}") from None
-        unknown = sorted(fields - PROXY_FIELDS)
-        if unknown:
-            raise ValueError(f"has unknown field(s) {', '.join('{' + f + '}' for f in unknown)}; allowed: "
-                             f"{{pod_id}} and {{port}}, {example}")
-        if "pod_id" not in fields:
-            raise ValueError(f"must contain {{pod_id}} (and usually {{port}}), {example}")
+        problem = proxy_template_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
         return v

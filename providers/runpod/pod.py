@@ -39,7 +39,7 @@ from providers.runpod.client import (
     check_availability,
     explain,
     no_availability_message,
-    proxy_url,
+    proxy_template_problem,
 )
 from providers.runpod.ownership import (
     AccountMismatch,
@@ -237,13 +237,11 @@ def refuse_foreign(pods: list[dict], name: str, owner: Optional[str]) -> None:
 
 def check_before_create(props: dict[str, Any]) -> None:
     """What could fail once the pod exists fails here, before anything is created."""
-    try:
-        proxy_url(props["proxyUrlTemplate"], "podid", int(props["port"]))
-    except (KeyError, IndexError, ValueError) as e:
-        raise RunPodError(f"creating pod {props['name']!r}: the proxy URL template {props['proxyUrlTemplate']!r} "
-                          f"(runpod.proxyUrlTemplate or RUNPOD_PROXY_URL_TEMPLATE) cannot be filled in "
-                          f"({type(e).__name__}: {e}); allowed fields are {{pod_id}} and {{port}}. Nothing "
-                          f"was created.") from None
+    template = props["proxyUrlTemplate"]
+    problem = proxy_template_problem(template)
+    if problem:
+        raise RunPodError(f"creating pod {props['name']!r}: the proxy URL template {template!r} "
+                          f"(runpod.proxyUrlTemplate or RUNPOD_PROXY_URL_TEMPLATE) {problem}. Nothing was created.")
 
 
 def read_pod(client: RunPodClient, pod_id: str, props: dict[str, Any]) -> Optional[dict[str, Any]]:
