@@ -286,6 +286,17 @@ class RunPodStandin(HttpStandin):
             v = self._volumes.get(volume_id)
             return copy.deepcopy(v) if v else None
 
+    def most_live_at_once(self, name: str) -> int:
+        """The most pods named ``name`` that were ever live (created, not terminated) at the same time."""
+        with self._lock:
+            events = [(p.created_at, 1) for p in self._pods.values() if p.name == name]
+            events += [(p.terminated_at, -1) for p in self._pods.values() if p.name == name and p.terminated_at]
+        live = most = 0
+        for _, step in sorted(events):          # at equal times the termination (-1) counts first
+            live += step
+            most = max(most, live)
+        return most
+
     def add_account(self, api_key: str) -> None:
         """Accept ``api_key`` as the key of another account, with its own (empty) inventory."""
         with self._lock:

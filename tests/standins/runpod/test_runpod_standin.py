@@ -574,3 +574,12 @@ def test_the_killswitch_hears_each_mutating_call_before_its_answer(engine):
         c.post(f"/v2/pods/{pod['id']}/action", json={"action": "stop"})       # 409: not carried out
         c.delete(f"/v2/pods/{pod['id']}")
     assert switch.calls == ["POST /v2/pods", "POST /v2/pods/{id}/action stop", "DELETE /v2/pods/{id}"]
+
+
+def test_most_live_at_once_is_the_high_water_mark_of_live_pods(rp, client):
+    a = client.post("/v2/pods", json=pod_body()).json()
+    client.delete(f"/v2/pods/{a['id']}")
+    b = client.post("/v2/pods", json=pod_body()).json()
+    assert rp.most_live_at_once("glmserve-runpod-prod") == 1
+    client.post("/v2/pods", json=pod_body())
+    assert rp.most_live_at_once("glmserve-runpod-prod") == 2 and b["id"]
