@@ -308,7 +308,7 @@ def update_pod(client: RunPodClient, pod_id: str, olds: dict[str, Any], news: di
                 "The pod is kept in state: fix the cause and run up again, or destroy it.")
     generation = int(olds.get("generation") or 1)
     try:
-        pod = client.get_pod(pod_id)
+        pod = read_pod(client, pod_id, olds)       # same account, else it refuses
         if pod is None:
             raise RunPodError(f"{op.what}: the pod no longer exists (terminated out of band). Next: run "
                               f"`glmserve refresh --stack <stack>`; the next up creates a new one.")
