@@ -167,6 +167,7 @@ def create_pod(client: RunPodClient, props: dict[str, Any], log: Callable[[str],
         adopted.clear()
         found = client.pods_named(name)
         refuse_foreign(found, name, owner)
+        found = [p for p in found if pod_owner(p) == owner]
         keep = None
         for pod in found:
             why = compatible(pod, body)
