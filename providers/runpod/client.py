@@ -8,6 +8,7 @@ message with RunPod's `detail` and a next step, and the "no name filter" pod lis
 from __future__ import annotations
 
 import os
+import string
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 from urllib.parse import quote
@@ -15,6 +16,7 @@ from urllib.parse import quote
 from infra.common.http import HttpError, RestClient, RetryPolicy
 from infra.common.secrets import redact
 from infra.spec.shapes import credential_url
+from providers.runpod.ownership import Account, key_fingerprint
 
 # The document's `servers` entry; paths carry the /v2 prefix.
 DEFAULT_API_URL = "https://api.runpod.io"
@@ -43,6 +45,31 @@ def proxy_url_template(option: Optional[str] = None) -> str:
 
 def proxy_url(template: str, pod_id: str, port: int) -> str:
     return template.format(pod_id=pod_id, port=port, podId=pod_id)
+
+
+# The fields proxy_url fills in: plain names only (no attribute or index access).
+PROXY_FIELDS = ("pod_id", "podId", "port")
+
+
+def proxy_template_problem(template: str) -> Optional[str]:
+    """Why ``template`` cannot be filled in by proxy_url (None: it can), checked before a pod is
+    created so that building its URL can never fail once the pod bills."""
+    example = "e.g. https://{pod_id}-{port}.proxy.runpod.net"
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as e:
+        return f"is not a valid template ({e}); {example}"
+    unknown = sorted(f for f in fields if f not in PROXY_FIELDS)
+    if unknown:
+        return (f"has unknown field(s) {', '.join('{' + f + '}' for f in unknown)}; allowed: {{pod_id}} and "
+                f"{{port}}, {example}")
+    if "pod_id" not in fields and "podId" not in fields:
+        return f"must contain {{pod_id}} (and usually {{port}}), {example}"
+    try:
+        proxy_url(template, "podid", 8000)
+    except (ValueError, TypeError) as e:             # a format spec that does not fit, e.g. {port:q}
+        return f"cannot be filled in ({e}); {example}"
+    return None
 
 
 class RunPodError(Exception):
@@ -134,6 +161,8 @@ class RunPodClient:
             raise RunPodError(f"{API_KEY_ENV} is not set: glmserve needs a RunPod API key to reach "
                               f"the REST API (RunPod console > Settings > API Keys).")
         self.base_url = api_url(base_url)
+        # Where resources made through this client live (providers/runpod/ownership.py).
+        self.account = Account(self.base_url, key_fingerprint(key))
         self.log = log
         self.rest = RestClient(self.base_url, key, policy=policy, log=log, transport=transport,
                                user_agent="glmserve-runpod")

@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, SecretStr
 
 from infra.spec.shapes import CredentialUrl
 from providers.base import ProviderOptions
+from providers.runpod.client import proxy_template_problem
 
 DC_PATTERN = r"^[A-Z]{2}-[A-Z0-9]+-\d+$"
 
@@ -72,6 +73,7 @@ class RunPodOptions(ProviderOptions):
     @field_validator("proxy_url_template")
     @classmethod
     def _proxy(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and "{pod_id}" not in v:
-            raise ValueError("must contain {pod_id} (and usually {port}), e.g. https://{pod_id}-{port}.proxy.runpod.net")
+        problem = proxy_template_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
         return v

@@ -140,7 +140,7 @@ class RunPodProvider(Provider):
         }
 
     def artifact(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> str:
-        from providers.runpod.resources import render_pod_body
+        from providers.runpod.podbody import render_pod_body
 
         body = render_pod_body(self.deploy_variables(spec, command, stack, project))
         return json.dumps(body, indent=2) + "\n"
@@ -191,7 +191,9 @@ class RunPodProvider(Provider):
         # Resolved here (option, else env) and kept in state, so that destroy reaches the same API.
         api = opts.api_url or os.environ.get("RUNPOD_API_URL", "")
         common = {"apiUrl": api, "gpuId": v["gpu_id"], "gpuCount": v["gpu_count"],
-                  "failOnNoAvailability": opts.fail_on_no_availability}
+                  "failOnNoAvailability": opts.fail_on_no_availability,
+                  # The stack instance's identity: on the pod's env, in the volume's name.
+                  "owner": ctx.owner}
         if opts.api_key is not None:
             common["apiKey"] = pulumi.Output.secret(opts.api_key.get_secret_value())
         volume = None
@@ -200,7 +202,7 @@ class RunPodProvider(Provider):
         if v["volume"] is not None:
             vol = v["volume"]
             volume = NetworkVolume(f"{base}-volume", {
-                **common, "name": vol["name"], "size": vol["size"],
+                **common, "name": vol["name"], "size": vol["size"], "podName": v["name"],
                 "requestedDataCenter": vol["dataCenter"] or "", "volumeType": vol["type"] or "",
             }, opts=child)
             volume_id = volume.id

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -521,5 +522,65 @@ def test_up_fails_when_tool_calls_come_back_as_text_then_passes_once_fixed(env, 
     assert asked and asked[0].json["tool_choice"] == "auto"
     engine.configure(tool_parser="working")
     glm("up", env)
+    glm("destroy", env)
+    assert glmserve_owned(runpod) == ([], [])
+
+
+# ----------------------------------------------------------------------------- ownership (issue 12)
+
+def test_two_checkouts_of_one_stack_the_second_stops_the_first_keeps_working(env, project, runpod, tmp_path):
+    glm("up", env)
+    first = outputs(env, project)
+    # Another checkout: its own copy of the project and its own local state backend, same stack
+    # name, same RunPod account.
+    other_dir = tmp_path / "checkout2"
+    (other_dir / "state").mkdir(parents=True)
+    other_project = other_dir / "project"
+    shutil.copytree(project, other_project)
+    other = {**env, "GLMSERVE_PROJECT_DIR": str(other_project), "PULUMI_BACKEND_URL": f"file://{other_dir / 'state'}",
+             "PULUMI_HOME": str(other_dir / "pulumi-home"), "GLMSERVE_HOME": str(other_dir / "glmserve-home")}
+    run_pulumi("stack", "init", STACK, "--secrets-provider", "passphrase", env=other, project=other_project)
+    run_pulumi("config", "set", "--secret", "--path", "glmserve:secrets.hfToken.value", HF_TOKEN,
+               "--stack", STACK, env=other, project=other_project)
+    runpod.clear_requests()
+    second = glm("up", other, check=False)
+    text = second.stdout + second.stderr
+    # The volume comes first, so the second checkout stops there, naming the first one's volume.
+    assert second.returncode == 1 and first["volumeId"] in text and "did not create" in text, text
+    assert runpod.requests("POST") == [] and runpod.requests("PATCH") == [] and runpod.requests("DELETE") == []
+    assert [p["id"] for p in runpod.live_pods()] == [first["podId"]] and len(runpod.volumes()) == 1
+    glm("destroy", other)                            # the second checkout's own (empty) stack
+    assert [p["id"] for p in runpod.live_pods()] == [first["podId"]]
+    glm("up", env)
+    assert outputs(env, project)["podId"] == first["podId"]
+    glm("destroy", env)
+    assert glmserve_owned(runpod) == ([], [])
+
+
+def test_refresh_and_destroy_from_another_account_keep_the_node_in_state(env, project, runpod, tmp_path):
+    # (Another API URL is covered by the unit tests: the URL used at up is kept in the resource's
+    # inputs, so refresh and destroy reach the same API whatever RUNPOD_API_URL says later.)
+    glm("up", env)
+    pod_id = outputs(env, project)["podId"]
+    runpod.add_account("rp-another-account-key")
+    for wrong in ({"RUNPOD_API_KEY": "rp-another-account-key"},):
+        ref = glm("refresh", {**env, **wrong}, check=False)
+        assert ref.returncode == 1, ref.stdout
+        assert "kept in state" in ref.stdout + ref.stderr
+        assert "rp-another-account-key" not in ref.stdout + ref.stderr
+        down = glm("destroy", {**env, **wrong}, check=False)
+        assert down.returncode == 1
+        assert outputs(env, project)["podId"] == pod_id and runpod.pod(pod_id)["status"] == "RUNNING"
+    glm("refresh", env)
+    assert outputs(env, project)["podId"] == pod_id
+    glm("destroy", env)
+    assert glmserve_owned(runpod) == ([], [])
+
+
+def test_a_proxy_url_template_that_cannot_be_filled_fails_before_the_pod_exists(env, project, runpod):
+    bad = {**env, "RUNPOD_PROXY_URL_TEMPLATE": "http://127.0.0.1:9/{pod_id}-{prot}"}
+    up = glm("up", bad, check=False)
+    assert up.returncode == 1 and "{prot}" in up.stdout + up.stderr and "Nothing was created" in up.stdout + up.stderr
+    assert runpod.requests("POST", "/v2/pods") == [] and runpod.live_pods() == []
     glm("destroy", env)
     assert glmserve_owned(runpod) == ([], [])

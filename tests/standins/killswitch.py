@@ -48,7 +48,36 @@ class KillSwitch:
             self._armed = None
             self.fired = call
             pgid = self._pgid
+        # Pulumi starts its plugins (the dynamic-provider processes) in process groups of their
+        # own: a crashed machine takes them down too, so every descendant is killed as well.
+        doomed = _descendants(pgid)
         try:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (from /proc; Linux, as the stand-ins' CI)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out

@@ -183,6 +183,7 @@ class RunPodStandin(HttpStandin):
         deleted_pod_visibility: str = "404",
         runtime_lists_http_ports: bool = True,
         strict: bool = True,
+        killswitch: Any = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -208,6 +209,11 @@ class RunPodStandin(HttpStandin):
         self._volumes: dict[str, dict] = {}
         self._faults: list[Fault] = []
         self._requests: list[RecordedRequest] = []
+        # One inventory per API key: another account sees none of this one's pods or volumes
+        # (a 404 for their ids), as RunPod does.
+        self._accounts: dict[str, tuple[dict[str, _Pod], dict[str, dict]]] = {api_key: (self._pods, self._volumes)}
+        # tests/standins/killswitch.py: told of every mutating call carried out, before the answer.
+        self.killswitch = killswitch
         self._http = BackgroundHTTPServer(self._app, host, port)
 
     # ================================================================== lifecycle
@@ -279,6 +285,29 @@ class RunPodStandin(HttpStandin):
         with self._lock:
             v = self._volumes.get(volume_id)
             return copy.deepcopy(v) if v else None
+
+    def most_live_at_once(self, name: str) -> int:
+        """The most pods named ``name`` that were ever live (created, not terminated) at the same time."""
+        with self._lock:
+            events = [(p.created_at, 1) for p in self._pods.values() if p.name == name]
+            events += [(p.terminated_at, -1) for p in self._pods.values() if p.name == name and p.terminated_at]
+        live = most = 0
+        for _, step in sorted(events):          # at equal times the termination (-1) counts first
+            live += step
+            most = max(most, live)
+        return most
+
+    def add_account(self, api_key: str) -> None:
+        """Accept ``api_key`` as the key of another account, with its own (empty) inventory."""
+        with self._lock:
+            self._accounts.setdefault(api_key, ({}, {}))
+
+    def account_inventory(self, api_key: str) -> tuple[list[dict], list[dict]]:
+        """(live pods, volumes) of the account ``api_key`` (API views)."""
+        with self._lock:
+            pods, vols = self._accounts[api_key]
+            return ([self._view(p) for p in pods.values() if p.state != "TERMINATED"],
+                    copy.deepcopy(list(vols.values())))
 
     def set_stock(self, gpu_id: str, data_center: str, free: int, cloud: str = "SECURE") -> None:
         with self._lock:
@@ -453,6 +482,10 @@ class RunPodStandin(HttpStandin):
         if post and ex.sleep(post):
             raise ResetConnection()
         rec.status = reply.status
+        if self.killswitch is not None and ex.method in ("POST", "PATCH", "DELETE") and reply.status < 400 \
+                and pattern is not None:
+            action = body_json.get("action") if isinstance(body_json, dict) and pattern.endswith("/action") else None
+            self.killswitch.record(f"{ex.method} {pattern}" + (f" {action}" if action else ""))
         return reply
 
     def _fault_reply(self, f: Fault, ex: Exchange, rec: RecordedRequest) -> Reply:
@@ -509,7 +542,8 @@ class RunPodStandin(HttpStandin):
         auth = ex.headers.get("authorization")
         if not auth or not auth.startswith("Bearer ") or not auth[7:].strip():
             return self._problem(401, "missing bearer token"), None
-        if auth[7:].strip() != self.api_key:
+        key = auth[7:].strip()
+        if key not in self._accounts:
             return self._problem(401, "invalid bearer token"), None
         chk = self.contract.check_request(ex.method, ex.path, ex.query, ex.headers, ex.body,
                                           ex.headers.get("content-type", ""))
@@ -519,27 +553,14 @@ class RunPodStandin(HttpStandin):
         p = chk.path_params
         route = (ex.method, chk.path_pattern)
         with self._lock:
-            handler: Optional[Callable[[], tuple[int, Any]]] = {
-                ("GET", "/v2/pods"): lambda: (200, {"pods": [self._view(x) for x in self._pods.values()
-                                                             if x.state != "TERMINATED"]}),
-                ("POST", "/v2/pods"): lambda: self._create_pod(body),
-                ("GET", "/v2/pods/{id}"): lambda: self._get_pod(p["id"]),
-                ("PATCH", "/v2/pods/{id}"): lambda: self._patch_pod(p["id"], body),
-                ("DELETE", "/v2/pods/{id}"): lambda: self._delete_pod(p["id"]),
-                ("POST", "/v2/pods/{id}/action"): lambda: self._action(p["id"], body["action"]),
-                ("GET", "/v2/pods/{id}/logs"): lambda: self._logs(p["id"], ex.query),
-                ("GET", "/v2/network-volumes"): lambda: (200, {"networkVolumes": copy.deepcopy(list(self._volumes.values()))}),
-                ("POST", "/v2/network-volumes"): lambda: self._create_volume(body),
-                ("GET", "/v2/network-volumes/{id}"): lambda: self._get_volume(p["id"]),
-                ("PATCH", "/v2/network-volumes/{id}"): lambda: self._patch_volume(p["id"], body),
-                ("DELETE", "/v2/network-volumes/{id}"): lambda: self._delete_volume(p["id"]),
-                ("GET", "/v2/catalog/gpus"): lambda: self._catalog(None, ex.query),
-                ("GET", "/v2/catalog/gpus/{id}"): lambda: self._catalog(p["id"], ex.query),
-            }.get(route)
-            if handler is None:
-                return self._problem(501, f"{ex.method} {chk.path_pattern} is in the contract but not "
-                                          "implemented by the stand-in"), chk.path_pattern
-            status, obj = handler()
+            self._pods, self._volumes = self._accounts[key]
+            try:
+                status, obj, found = self._route(route, p, body, ex)
+            finally:
+                self._pods, self._volumes = self._accounts[self.api_key]
+        if not found:
+            return self._problem(501, f"{ex.method} {chk.path_pattern} is in the contract but not "
+                                      "implemented by the stand-in"), chk.path_pattern
         headers = {"RateLimit-Policy": RATE_LIMIT_POLICY}
         if isinstance(obj, Reply):
             obj.headers.update(headers)
@@ -549,6 +570,30 @@ class RunPodStandin(HttpStandin):
         if status >= 400:
             return self._problem(status, obj["detail"], headers=headers), chk.path_pattern
         return json_reply(status, obj, headers=headers), chk.path_pattern
+
+    def _route(self, route: tuple[str, str], p: dict, body: Any, ex: Exchange) -> tuple[int, Any, bool]:
+        """Run the handler of ``route`` in the current account's inventory: (status, obj, found)."""
+        handler: Optional[Callable[[], tuple[int, Any]]] = {
+            ("GET", "/v2/pods"): lambda: (200, {"pods": [self._view(x) for x in self._pods.values()
+                                                         if x.state != "TERMINATED"]}),
+            ("POST", "/v2/pods"): lambda: self._create_pod(body),
+            ("GET", "/v2/pods/{id}"): lambda: self._get_pod(p["id"]),
+            ("PATCH", "/v2/pods/{id}"): lambda: self._patch_pod(p["id"], body),
+            ("DELETE", "/v2/pods/{id}"): lambda: self._delete_pod(p["id"]),
+            ("POST", "/v2/pods/{id}/action"): lambda: self._action(p["id"], body["action"]),
+            ("GET", "/v2/pods/{id}/logs"): lambda: self._logs(p["id"], ex.query),
+            ("GET", "/v2/network-volumes"): lambda: (200, {"networkVolumes": copy.deepcopy(list(self._volumes.values()))}),
+            ("POST", "/v2/network-volumes"): lambda: self._create_volume(body),
+            ("GET", "/v2/network-volumes/{id}"): lambda: self._get_volume(p["id"]),
+            ("PATCH", "/v2/network-volumes/{id}"): lambda: self._patch_volume(p["id"], body),
+            ("DELETE", "/v2/network-volumes/{id}"): lambda: self._delete_volume(p["id"]),
+            ("GET", "/v2/catalog/gpus"): lambda: self._catalog(None, ex.query),
+            ("GET", "/v2/catalog/gpus/{id}"): lambda: self._catalog(p["id"], ex.query),
+        }.get(route)
+        if handler is None:
+            return 501, None, False
+        status, obj = handler()
+        return status, obj, True
 
     @staticmethod
     def _err(status: int, detail: str) -> tuple[int, dict]:

@@ -543,3 +543,43 @@ def test_concurrent_creates_are_consistent(rp):
         codes = list(pool.map(create, range(16)))
     assert codes == [201] * 16
     assert len({p["id"] for p in rp.live_pods()}) == 16
+
+
+def test_another_account_sees_none_of_this_accounts_resources(rp, client):
+    rp.add_account("other-key")
+    created = client.post("/v2/pods", json=pod_body()).json()
+    vol = rp.seed_volume("cache", 100, "US-KS-2")
+    with httpx.Client(base_url=rp.url, headers={"Authorization": "Bearer other-key"}, timeout=5,
+                      event_hooks={"response": [_validate_response]}) as other:
+        assert other.get("/v2/pods").json() == {"pods": []}
+        assert other.get(f"/v2/pods/{created['id']}").status_code == 404
+        assert other.get(f"/v2/network-volumes/{vol['id']}").status_code == 404
+        assert other.delete(f"/v2/pods/{created['id']}").status_code == 404
+        mine = other.post("/v2/pods", json=pod_body(name="theirs")).json()
+    assert [p["id"] for p in rp.live_pods()] == [created["id"]]
+    assert [p["id"] for p in rp.account_inventory("other-key")[0]] == [mine["id"]]
+    assert client.get("/v2/pods", headers={"Authorization": "Bearer unknown"}).status_code == 401
+
+
+def test_the_killswitch_hears_each_mutating_call_before_its_answer(engine):
+    from tests.standins.killswitch import KillSwitch
+
+    switch = KillSwitch()
+    with RunPodStandin(api_key=KEY, engine=engine, provisioning_delay=0.05, starting_delay=0.05,
+                       killswitch=switch) as rp, \
+            httpx.Client(base_url=rp.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=5) as c:
+        pod = c.post("/v2/pods", json=pod_body()).json()
+        c.get("/v2/pods")
+        c.post(f"/v2/pods/{pod['id']}/action", json={"action": "stop"})
+        c.post(f"/v2/pods/{pod['id']}/action", json={"action": "stop"})       # 409: not carried out
+        c.delete(f"/v2/pods/{pod['id']}")
+    assert switch.calls == ["POST /v2/pods", "POST /v2/pods/{id}/action stop", "DELETE /v2/pods/{id}"]
+
+
+def test_most_live_at_once_is_the_high_water_mark_of_live_pods(rp, client):
+    a = client.post("/v2/pods", json=pod_body()).json()
+    client.delete(f"/v2/pods/{a['id']}")
+    b = client.post("/v2/pods", json=pod_body()).json()
+    assert rp.most_live_at_once("glmserve-runpod-prod") == 1
+    client.post("/v2/pods", json=pod_body())
+    assert rp.most_live_at_once("glmserve-runpod-prod") == 2 and b["id"]

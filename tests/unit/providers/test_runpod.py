@@ -35,20 +35,17 @@ from providers.runpod.client import (  # noqa: E402
     explain,
     proxy_url,
 )
-from providers.runpod.resources import (  # noqa: E402
+from providers.runpod.outputs import pod_outputs  # noqa: E402
+from providers.runpod.pod import create_pod, ensure_state, update_pod, wait_running  # noqa: E402
+from providers.runpod.podbody import (  # noqa: E402
     compatible,
-    create_pod,
     diff_pod,
-    diff_volume,
     drift,
-    ensure_state,
-    outputs_for,
     patch_body,
     render_pod_body,
-    update_pod,
     variables_from_props,
-    wait_running,
 )
+from providers.runpod.volume import diff_volume  # noqa: E402
 from tests.standins.runpod import Contract, RunPodStandin  # noqa: E402
 
 STACK, PROJECT = "runpod-prod", "glmserve"
@@ -236,7 +233,8 @@ def test_adoption_compatibility_and_drift():
 
 
 def test_outputs_keep_a_revision_per_container_generation():
-    outs = outputs_for(props(), {"id": "p9", "status": "RUNNING", "cost": 28.72, "dataCenterId": "US-KS-2"}, 3)
+    outs = pod_outputs(props(), {"id": "p9", "status": "RUNNING", "cost": 28.72, "dataCenterId": "US-KS-2"}, 3,
+                       RunPodClient("http://127.0.0.1:9", "k"))
     assert outs["url"] == "https://p9-8000.x" and outs["revision"] == "p9-3" and outs["costPerHour"] == 28.72
 
 
@@ -531,17 +529,17 @@ def test_fail_on_no_availability_sends_no_create(rp, client):
 def test_update_patches_stops_and_starts(rp, client):
     p = pod_props(rp)
     pod, _, _ = create_pod(client, p, quiet, quiet)
-    o = outputs_for(p, pod, 1)
+    o = pod_outputs(p, pod, 1, client)
     new = {**p, "args": "m --port 8000 --max-model-len 65536"}
     pod2, gen = update_pod(client, pod["id"], o, new, quiet)
     assert gen == 2 and pod2["status"] == "RUNNING"
     [patch] = rp.requests("PATCH")
     assert patch.json == {"args": new["args"]}
 
-    o = outputs_for(new, pod2, gen)
+    o = pod_outputs(new, pod2, gen, client)
     pod3, gen = update_pod(client, pod["id"], o, {**new, "state": "stopped"}, quiet)
     assert pod3["status"] == "EXITED" and gen == 2 and pod3["cost"] == 0.0
-    o = outputs_for({**new, "state": "stopped"}, pod3, gen)
+    o = pod_outputs({**new, "state": "stopped"}, pod3, gen, client)
     pod4, gen = update_pod(client, pod["id"], o, new, quiet)
     assert pod4["status"] == "RUNNING" and gen == 3
 
@@ -592,7 +590,7 @@ def test_catalog_availability_is_parsed():
 def test_update_failures_keep_the_pod_in_state_and_say_so(rp, client):
     p = pod_props(rp, startupSeconds=0.3)
     pod, _, _ = create_pod(client, p, quiet, quiet)
-    o = outputs_for(p, pod, 1)
+    o = pod_outputs(p, pod, 1, client)
     rp.set_pod_timing(pod["id"], starting_delay=float("inf"))
     with pytest.raises(RunPodError) as e:
         update_pod(client, pod["id"], o, {**p, "args": "m --port 8000 --enforce-eager"}, quiet)
@@ -610,7 +608,7 @@ def test_dynamic_provider_read_and_delete(rp, client, monkeypatch):
     monkeypatch.setenv("RUNPOD_API_KEY", KEY)
     p = pod_props(rp, apiUrl=rp.url)
     pod, _, _ = create_pod(client, p, quiet, quiet)
-    outs = outputs_for(p, pod, 1)
+    outs = pod_outputs(p, pod, 1, client)
     provider = PodProvider()
     assert provider.read(pod["id"], outs).outs["status"] == "RUNNING"
     rp.stop_out_of_band(pod["id"])
