@@ -8,16 +8,20 @@ STAMP := $(VENV)/.installed
 STACK ?= dev
 PYTEST_ARGS ?=
 
-.PHONY: setup pulumi engine-check k8s-test-cluster test up preview refresh destroy validate render plan bench pr-preview merge-up drift-report lint-workflows
+.PHONY: setup lock pulumi engine-check k8s-test-cluster test up preview refresh destroy validate render plan bench pr-preview merge-up drift-report lint-workflows
 
 setup: $(STAMP) pulumi
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "setup: virtualenv $(VENV) with pinned packages"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	@$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
 	@$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
+
+# requirements.lock from pyproject.toml, every file pinned by sha256 (scripts/lock; uv).
+lock:
+	@scripts/lock
 
 pulumi:
 	@scripts/install-pulumi >/dev/null
