@@ -42,7 +42,7 @@ def test_plain_pulumi_up_preview_diff_refresh_destroy_on_dev(engine_env, project
     assert "replace" not in pre.stdout and "to delete" not in pre.stdout
 
     refreshed = run_pulumi("refresh", "--yes", "--stack", "dev", env=env, project=project)
-    assert "error" not in refreshed.stdout.lower()
+    assert "4 unchanged" in refreshed.stdout, refreshed.stdout
 
     down = run_pulumi("destroy", "--yes", "--stack", "dev", env=env, project=project)
     assert "4 deleted" in down.stdout
@@ -54,7 +54,7 @@ def test_glmserve_and_plain_pulumi_share_one_program_and_state(engine_env, proje
     env = engine_env
     run_glmserve("up", "--stack", "dev", env=env, check=True)
     by_glmserve, made = outputs(env, project, secrets=True), resources(env, project)
-    assert len(made) == 4
+    assert ("glmserve:index:ServingNode", "glmserve-dev") in made
 
     again = run_pulumi("up", "--yes", "--stack", "dev", env=env, project=project)
     assert "4 unchanged" in again.stdout, again.stdout
