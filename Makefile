@@ -7,6 +7,11 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 STACK ?= dev
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (0: one process). Each test file stays on one worker
+# (--dist loadfile), so a file's module fixtures (the local Kubernetes control plane) start once;
+# stand-ins listen on ports the OS picks and every e2e test has its own state, Pulumi home
+# and project copy, so two workers never share anything.
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup lock pulumi engine-check k8s-test-cluster test up preview refresh destroy validate render plan bench pr-preview merge-up drift-report lint-workflows
 
@@ -35,7 +40,7 @@ k8s-test-cluster:
 	@scripts/install-k8s-test-cluster >/dev/null
 
 test: setup engine-check k8s-test-cluster
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 validate render plan: $(STAMP)
 	$(VENV)/bin/glmserve $@ --stack $(STACK)
