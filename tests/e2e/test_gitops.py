@@ -58,7 +58,9 @@ def make_repo(tmp_path: Path, name: str = "repo", setup=None) -> Path:
         shutil.copy(ROOT / f, repo / f)
     for d in PROJECT_DIRS:
         shutil.copytree(ROOT / d, repo / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (repo / ".gitignore").write_text("__pycache__/\n*.pyc\n")
+    # Pulumi.yaml's runtime.options.virtualenv: the language host runs the program in it.
+    (repo / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
+    (repo / ".gitignore").write_text("__pycache__/\n*.pyc\n.venv\n")
     if setup is not None:
         setup(repo)
     git(repo, "init", "-q", "-b", "main")
