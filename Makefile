@@ -7,17 +7,26 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 STACK ?= dev
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (0: one process). Each test file stays on one worker
+# (--dist loadfile), so a file's module fixtures (the local Kubernetes control plane) start once;
+# stand-ins listen on ports the OS picks and every e2e test has its own state, Pulumi home
+# and project copy, so two workers never share anything.
+PYTEST_WORKERS ?= 2
 
-.PHONY: setup policy-pack pulumi engine-check k8s-test-cluster test up preview refresh destroy validate render plan bench pr-preview merge-up drift-report lint-workflows
+.PHONY: setup lock policy-pack pulumi engine-check k8s-test-cluster test up preview refresh destroy validate render plan bench pr-preview merge-up drift-report lint-workflows
 
 setup: $(STAMP) pulumi
 
 $(STAMP): requirements.lock pyproject.toml
 	@echo "setup: virtualenv $(VENV) with pinned packages"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	@$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
 	@$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
+
+# requirements.lock from pyproject.toml, every file pinned by sha256 (scripts/lock; uv).
+lock:
+	@scripts/lock
 
 pulumi:
 	@scripts/install-pulumi >/dev/null
@@ -43,7 +52,7 @@ k8s-test-cluster:
 	@scripts/install-k8s-test-cluster >/dev/null
 
 test: setup engine-check k8s-test-cluster
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 validate render plan: $(STAMP)
 	$(VENV)/bin/glmserve $@ --stack $(STACK)

@@ -13,12 +13,14 @@ from tests.helpers import PASSPHRASE, ROOT
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    """A copy of Pulumi.yaml, __main__.py and stacks/ that tests may edit freely."""
+    """A copy of Pulumi.yaml, __main__.py and stacks/ that tests may edit freely, with the
+    project's .venv linked in (Pulumi.yaml's runtime.options.virtualenv names it)."""
     dst = tmp_path / "project"
     dst.mkdir()
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy(ROOT / name, dst / name)
     shutil.copytree(ROOT / "stacks", dst / "stacks")
+    (dst / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
     return dst
 
 

@@ -121,14 +121,21 @@ def cmd_diff(args) -> int:
 
 # ----------------------------------------------------------------------------- engine
 
+def _pulumi_args(op: str, args) -> list[str]:
+    """The plain CLI command `glmserve OP` runs: what a user would type."""
+    cmd = [op, "--stack", args.stack]
+    if op in ("up", "refresh", "destroy"):
+        cmd += ["--yes", "--skip-preview"]
+    if getattr(args, "diff", False):
+        cmd.append("--diff")
+    if getattr(args, "preview_only", False):
+        cmd = [op, "--stack", args.stack, "--preview-only"]
+    return cmd
+
+
 def _engine_op(op: str) -> Callable:
     def run(args) -> int:
-        from pulumi import automation as auto
-
-        from infra.deploy.program import program
-        from infra.deploy.workspace import select_stack
-
-        from infra.deploy.workspace import register_credentials
+        from infra.deploy.workspace import register_credentials, run_cli, select_stack, stream_cli
 
         # From here on the process handles credentials: none of them is ever printed.
         register_credentials()
@@ -143,7 +150,7 @@ def _engine_op(op: str) -> Callable:
                              + (f" (or set it with pulumi config set --secret --path glmserve:{c.config_key})"
                                 if c.config_key else "")) for c in missing],
                     headline=f"the {spec.provider} provider needs credentials before anything is created")
-        stack = select_stack(args.stack, program)
+        select_stack(args.stack)
         shown = OutputFilter()
 
         def out(line: str) -> None:
@@ -151,21 +158,7 @@ def _engine_op(op: str) -> Callable:
             if line is not None:
                 print(line, flush=True)
 
-        try:
-            if op == "preview":
-                stack.preview(diff=args.diff, on_output=out, color="never")
-            elif op == "up":
-                stack.up(on_output=out, color="never", diff=args.diff)
-            elif op == "refresh":
-                stack.refresh(on_output=out, color="never", preview_only=getattr(args, "preview_only", False))
-            elif op == "destroy":
-                stack.destroy(on_output=out, color="never")
-                if args.remove:
-                    stack.workspace.remove_stack(args.stack)
-        except auto.CommandError as e:
-            if not shown.errors:     # the engine failed before the program printed anything
-                for ln in (getattr(e, "stderr", None) or str(e)).splitlines():
-                    shown(ln)
+        if stream_cli(_pulumi_args(op, args), out) != 0:
             detail = summary(shown.errors)
             if "currently locked" in detail:
                 # A killed run leaves the file backend's lock behind (docs: README, RunPod section).
@@ -174,6 +167,9 @@ def _engine_op(op: str) -> Callable:
             print(redact(f"glmserve: pulumi {op} failed for stack {args.stack}" + (f":\n{detail}" if detail else "")),
                   file=sys.stderr)
             return EXIT_FAILED
+        if op == "destroy" and args.remove:
+            # The stack file is the project's source: only the state goes.
+            run_cli(["stack", "rm", "--yes", "--preserve-config", "--stack", args.stack])
         return 0
     return run
 
@@ -249,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for op, helptext in (("preview", "pulumi preview"), ("up", "pulumi up"),
                          ("refresh", "pulumi refresh"), ("destroy", "pulumi destroy")):
-        e = sub.add_parser(op, help=f"{helptext} for a stack, through the real engine", allow_abbrev=False)
+        e = sub.add_parser(op, help=f"{helptext} --stack STACK, with offline checks first", allow_abbrev=False)
         e.add_argument("--stack", required=True)
         if op in ("preview", "up"):
             e.add_argument("--diff", action="store_true")

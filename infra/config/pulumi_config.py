@@ -5,6 +5,12 @@ so both agree on every type: the engine hands config values over as strings, whe
 look the same), then fills each ``secure:`` value in with the decrypted value the engine
 passes. Keys the engine has that the file lacks (e.g. from a Pulumi ESC environment) are taken
 from the engine.
+
+Engine environment variables set with ``pulumi config set --secret --path
+'glmserve:engine.env.X'`` are the exception: the spec keeps them as ENCRYPTED, exactly as
+offline, so their values never reach a rendered argv, module or manifest; the program takes
+them from ``secret_env_from_pulumi`` as Pulumi secrets and each provider hands them to the
+container through its own secret mechanism.
 """
 from __future__ import annotations
 
@@ -33,8 +39,7 @@ def _fill_secrets(from_file: Any, from_engine: Any) -> Any:
     return from_file
 
 
-def overrides_from_pulumi() -> tuple[dict, str]:
-    import pulumi
+def _engine_config() -> dict[str, Any]:
     from pulumi.runtime import config as rc
 
     values = {**rc.get_config_env(), **rc.CONFIG.get()}
@@ -43,7 +48,33 @@ def overrides_from_pulumi() -> tuple[dict, str]:
         ns, _, key = k.partition(":")
         if ns == NAMESPACE and key:
             engine[key] = _parse_config_value(raw)
+    return engine
+
+
+def _secret_env_names(overrides: dict) -> list[str]:
+    env = (overrides.get("engine") or {}).get("env") if isinstance(overrides.get("engine"), dict) else None
+    return [k for k, v in env.items() if v == ENCRYPTED] if isinstance(env, dict) else []
+
+
+def overrides_from_pulumi() -> tuple[dict, str]:
+    import pulumi
+
+    engine = _engine_config()
     overrides, file = overrides_from_file(pulumi.get_stack())
+    held = _secret_env_names(overrides)
     out = {k: _fill_secrets(v, engine.get(k)) for k, v in overrides.items()}
+    if held:
+        # Kept as placeholders in the spec (see the module's doc): values come as secrets.
+        out["engine"] = {**out["engine"], "env": {**out["engine"]["env"], **{k: ENCRYPTED for k in held}}}
     out.update({k: v for k, v in engine.items() if k not in overrides})
     return out, file
+
+
+def secret_env_from_pulumi() -> dict[str, str]:
+    """The decrypted values of the engine environment variables the stack file holds as
+    Pulumi secrets (``engine.env.X: {secure: ...}``), by name."""
+    import pulumi
+
+    overrides, _ = overrides_from_file(pulumi.get_stack())
+    env = (_engine_config().get("engine") or {}).get("env") or {}
+    return {k: str(env[k]) for k in _secret_env_names(overrides) if env.get(k) is not None}

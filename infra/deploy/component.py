@@ -7,7 +7,7 @@ child resources and returns its endpoint.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pulumi
@@ -36,6 +36,8 @@ class ServingNodeArgs:
     # The stack's policy facts (infra/policy/facts.py): the component's one input property, so
     # that a CrossGuard policy pack (policy/) evaluates the same rules as the program.
     policy_facts: Optional[dict[str, Any]] = None
+    # engine.env variables set with `pulumi config set --secret`: name -> secret Output.
+    secret_env: dict[str, Any] = field(default_factory=dict)
 
 
 class ServingNode(pulumi.ComponentResource):
@@ -69,7 +71,8 @@ class ServingNode(pulumi.ComponentResource):
             api_key.apply(register)
         identity = StackIdentity(f"{name}-identity", stack=args.stack, project=args.project, opts=child)
         ctx = DeployContext(spec=spec, command=args.command, stack=args.stack, project=args.project,
-                            parent=self, api_key=api_key, hf_token=hf_token, owner=identity.owner)
+                            parent=self, api_key=api_key, hf_token=hf_token, owner=identity.owner,
+                            secret_env=dict(args.secret_env))
         endpoint: Endpoint = provider.create_resources(ctx)
 
         self.engine_command = pulumi.Output.from_input(args.command.argv)

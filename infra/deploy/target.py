@@ -26,6 +26,10 @@ class DeployContext:
     # This stack instance's identity (infra/deploy/identity.py), pulumi.Output[str]: every cloud
     # resource carries it, and only resources that carry it are adopted, changed or deleted.
     owner: Any = None
+    # engine.env variables set with `pulumi config set --secret` (their names are
+    # spec.engine.secret_env_names): name -> pulumi.Output[str] (secret). A provider hands
+    # them to the container only through its secret mechanism, never in what it renders.
+    secret_env: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Driving the real Pulumi engine (the CLI) for a stack.
 
-`glmserve up/preview/refresh/destroy` run the program through Pulumi's Automation API: the
-CLI does the planning, diffing, state and secrets, and the Python SDK serves the language
-runtime in-process, so no separate Python language-host binary is needed (none can be
-fetched here; see scripts/install-pulumi).
+`glmserve up/preview/refresh/destroy` are thin wrappers over the plain CLI: they run
+`pulumi <op> --stack S` in the project folder, exactly what a user types, so the program
+(`__main__.py`, started by the Python language host in the `.venv` that `Pulumi.yaml` names),
+its state and its outputs are one and the same whichever door is used. The wrapper adds the
+offline checks before the engine starts, the local backend and passphrase defaults, and
+output without tracebacks or secrets.
 
 Defaults: Pulumi's local file backend under ~/.glmserve/state and the passphrase secrets
 provider, so no Pulumi Cloud account is needed. PULUMI_BACKEND_URL and
@@ -17,9 +19,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from infra.common.errors import GlmserveError, Problem
-from infra.common.secrets import register_environment
+from infra.common.secrets import redact, register_environment
 from infra.config.project import project_root
 
 PULUMI_VERSION = "3.260.0"
@@ -65,8 +68,12 @@ def in_ci(env: dict[str, str] | None = None) -> bool:
     return value.strip().lower() in ("true", "1", "yes")
 
 
+# What plain `pulumi up` of a Python program needs beside the CLI (scripts/install-pulumi).
+PYTHON_PLUGINS = ("pulumi-language-python", "pulumi-language-python-exec", "pulumi-resource-pulumi-python")
+
+
 def pulumi_bin_dir() -> Path:
-    """The directory holding `pulumi` and its Python shims."""
+    """The directory holding `pulumi`, its Python language host and shims."""
     explicit = os.environ.get("GLMSERVE_PULUMI_BIN")
     candidates = [Path(explicit)] if explicit else []
     cache = Path(os.environ.get("GLMSERVE_CACHE", Path.home() / ".cache" / "glmserve"))
@@ -75,12 +82,12 @@ def pulumi_bin_dir() -> Path:
     if on_path:
         candidates.append(Path(on_path).parent)
     for c in candidates:
-        if (c / "pulumi").is_file() and (c / "pulumi-resource-pulumi-python").is_file():
+        if all((c / f).is_file() for f in ("pulumi", *PYTHON_PLUGINS)):
             return c
     raise GlmserveError([Problem(
-        key="pulumi", message="the Pulumi CLI is not installed",
+        key="pulumi", message="the Pulumi CLI or its Python language host is not installed",
         allowed="run scripts/install-pulumi (make does it), or set GLMSERVE_PULUMI_BIN to a directory with "
-                "pulumi and pulumi-resource-pulumi-python")], headline="missing tool")
+                f"pulumi, {', '.join(PYTHON_PLUGINS)}")], headline="missing tool")
 
 
 def backend_url() -> str:
@@ -145,39 +152,43 @@ def _passphrase_env() -> dict[str, str]:
 
 
 def engine_env() -> dict[str, str]:
-    """Environment for the CLI and the dynamic-provider processes it starts."""
+    """Environment for the CLI: the language host and dynamic-provider processes it starts
+    take the virtualenv from `Pulumi.yaml` (runtime.options.virtualenv), as with plain `pulumi`."""
     bin_dir = pulumi_bin_dir()
-    venv = Path(sys.prefix)
-    env = {
-        "PATH": f"{bin_dir}{os.pathsep}{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "PULUMI_BACKEND_URL": backend_url(),
-        # The dynamic-provider shim runs `python -m pulumi.dynamic` from this virtualenv.
-        "PULUMI_RUNTIME_VIRTUALENV": str(venv),
-        "PULUMI_PYTHON_CMD": sys.executable,
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
         "GLMSERVE_PROJECT_DIR": str(project_root()),
         **_passphrase_env(),
     }
-    return env
-
-
-def select_stack(stack: str, program, create: bool = True):
-    from pulumi import automation as auto
-
-    root = project_root()
-    env = engine_env()
-    os.environ.update(env)     # the in-process language runtime reads config paths from here
-    cmd = auto.PulumiCommand(root=str(pulumi_bin_dir().parent), version=None, skip_version_check=True)
-    opts = auto.LocalWorkspaceOptions(work_dir=str(root), env_vars=env, pulumi_command=cmd,
-                                      secrets_provider=secrets_provider())
-    if create:
-        return auto.create_or_select_stack(stack_name=stack, project_name=PROJECT, program=program, opts=opts)
-    return auto.select_stack(stack_name=stack, project_name=PROJECT, program=program, opts=opts)
 
 
 def run_cli(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
     """The plain `pulumi` CLI with glmserve's backend and passphrase settings."""
     env = {**os.environ, **engine_env()}
-    return subprocess.run([str(pulumi_bin_dir() / "pulumi"), *args], cwd=project_root(), env=env,
-                          text=True, capture_output=True, check=check)
+    return subprocess.run([str(pulumi_bin_dir() / "pulumi"), *args, "--non-interactive"], cwd=project_root(),
+                          env=env, text=True, capture_output=True, check=check)
+
+
+def select_stack(stack: str) -> None:
+    """Select the stack, creating it (with glmserve's secrets provider) on first use."""
+    proc = run_cli(["stack", "select", "--create", "--stack", stack, "--secrets-provider", secrets_provider()],
+                   check=False)
+    if proc.returncode != 0:
+        raise GlmserveError([Problem(key="--stack", value=stack, message=redact(proc.stderr.strip() or proc.stdout.strip()))],
+                            headline="the Pulumi stack could not be selected")
+
+
+def stream_cli(args: list[str], on_line: Callable[[str], None]) -> int:
+    """Run `pulumi ARGS` in the project folder, handing each output line (stdout and stderr
+    merged, in order) to ``on_line``; the exit status."""
+    env = {**os.environ, **engine_env()}
+    with subprocess.Popen([str(pulumi_bin_dir() / "pulumi"), *args, "--non-interactive", "--color", "never"],
+                          cwd=project_root(), env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            on_line(line.rstrip("\n"))
+        return proc.wait()

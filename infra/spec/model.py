@@ -122,6 +122,17 @@ class EngineSection(SpecModel):
                 raise ValueError(f"environment variable name {k!r} is not a valid name")
         return v
 
+    @property
+    def secret_env_names(self) -> list[str]:
+        """Variables set with `pulumi config set --secret`: their values are never in the spec
+        (ENCRYPTED here), they reach the container through the provider's secret mechanism."""
+        return [k for k, v in self.env.items() if v == ENCRYPTED]
+
+    @property
+    def plain_env(self) -> dict[str, str]:
+        """The variables that may be written where they are deployed (no secrets)."""
+        return {k: v for k, v in self.env.items() if v != ENCRYPTED}
+
 
 class GpuSection(SpecModel):
     type: str

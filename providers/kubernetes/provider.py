@@ -174,7 +174,9 @@ class KubernetesProvider(Provider):
         }
 
     def _env(self, spec: NodeSpec, command: EngineCommand, secret_name: str) -> list[dict[str, Any]]:
-        env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in spec.engine.env.items()]
+        env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in spec.engine.plain_env.items()]
+        env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": k}}}
+                for k in spec.engine.secret_env_names]
         hf = spec.secrets.hf_token
         if hf is not None:
             env.append({"name": HF_TOKEN_KEY, "valueFrom": {"secretKeyRef": {
@@ -192,7 +194,7 @@ class KubernetesProvider(Provider):
         key = spec.secrets.api_key
         if key is None or key.value is not None:
             keys.append(command.api_key_env)
-        return keys
+        return keys + spec.engine.secret_env_names
 
     def deploy_variables(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> dict[str, Any]:
         opts = self.options(spec)
@@ -326,6 +328,7 @@ class KubernetesProvider(Provider):
                     values[HF_TOKEN_KEY] = ctx.hf_token
                 if ctx.command.api_key_env in doc.get("stringData", {}):
                     values[ctx.command.api_key_env] = ctx.api_key
+                values.update(ctx.secret_env)
                 doc = {k: v for k, v in doc.items() if k != "stringData"}
                 extra["secret_data"] = pulumi.Output.secret(pulumi.Output.all(**values))
             if kind in ("PersistentVolumeClaim", "Namespace") and opts.retain_cache:

@@ -80,6 +80,8 @@ class ModalProvider(Provider):
             names["hf_token"] = hf.name or f"{app}-hf-token"
         key = spec.secrets.api_key
         names["api_key"] = key.name if key is not None and key.name else f"{app}-api-key"
+        if spec.engine.secret_env_names:
+            names["engine_env"] = f"{app}-engine-env"
         return names
 
     # ------------------------------------------------------------------ rendering
@@ -93,7 +95,7 @@ class ModalProvider(Provider):
             "image": spec.engine.image,
             "setup_commands": spec.engine.setup_commands,
             "pip_packages": spec.engine.pip_packages,
-            "env": spec.engine.env,
+            "env": spec.engine.plain_env,
             "gpu": f"{self.gpu_id(spec.gpu.type)}:{spec.gpu.count}",
             "min_containers": spec.scaling.min_replicas,
             "max_containers": spec.scaling.max_replicas,
@@ -131,6 +133,11 @@ class ModalProvider(Provider):
         if ctx.api_key is not None:
             secrets.append(ModalSecret(f"{app_name}-secret-api-key", secret_name=names["api_key"],
                                        values=ctx.api_key.apply(lambda v: {ctx.command.api_key_env: v}),
+                                       environment=opts.environment, opts=child))
+        if ctx.secret_env:
+            # engine.env values set with `pulumi config set --secret`: a Modal secret, never the module.
+            secrets.append(ModalSecret(f"{app_name}-secret-engine-env", secret_name=names["engine_env"],
+                                       values=pulumi.Output.all(**ctx.secret_env),
                                        environment=opts.environment, opts=child))
         source = self.artifact(spec, ctx.command, ctx.stack, ctx.project)
         app = ModalApp(app_name, app_name=app_name, environment=opts.environment, source=source,

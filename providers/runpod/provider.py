@@ -99,12 +99,13 @@ class RunPodProvider(Provider):
             env[HF_TOKEN_ENV] = runpod_secret_ref(hf.name) if hf.name else None
         key = spec.secrets.api_key
         env[command.api_key_env] = runpod_secret_ref(key.name) if key is not None and key.name else None
+        env.update({k: None for k in spec.engine.secret_env_names})
         return env
 
     def deploy_variables(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> dict[str, Any]:
         """Everything templates/runpod/pod.json.j2 needs, without secret values ([secret])."""
         opts = self.options(spec)
-        env = dict(spec.engine.env)
+        env = dict(spec.engine.plain_env)
         env.update({k: (REDACTED if v is None else v) for k, v in self.secret_env(spec, command).items()})
         network = opts.volume == "network"
         creates_volume = network and not opts.network_volume_id
@@ -215,6 +216,7 @@ class RunPodProvider(Provider):
             sources[HF_TOKEN_ENV] = ctx.hf_token
         if ctx.command.api_key_env in secret_values and ctx.api_key is not None:
             sources[ctx.command.api_key_env] = ctx.api_key
+        sources.update(ctx.secret_env)
         env = pulumi.Output.secret(pulumi.Output.all(**sources).apply(lambda s: {**plain_env, **s})) \
             if sources else pulumi.Output.secret(plain_env)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from infra.config.project import list_stacks
 from infra.gitops.environments import in_environment_order
 from infra.gitops.secret_env import is_secret_name, register_pipeline_secrets
 from infra.gitops.touched import touched_stacks
+from infra.deploy.workspace import PULUMI_VERSION
 from tests.helpers import PASSPHRASE, ROOT, run_glmserve, run_pulumi
 
 GITOPS = ROOT / "scripts" / "gitops"
@@ -59,7 +61,9 @@ def make_repo(tmp_path: Path, name: str = "repo", setup=None) -> Path:
         shutil.copy(ROOT / f, repo / f)
     for d in PROJECT_DIRS:
         shutil.copytree(ROOT / d, repo / d, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (repo / ".gitignore").write_text("__pycache__/\n*.pyc\n")
+    # Pulumi.yaml's runtime.options.virtualenv: the language host runs the program in it.
+    (repo / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
+    (repo / ".gitignore").write_text("__pycache__/\n*.pyc\n.venv\n")
     if setup is not None:
         setup(repo)
     git(repo, "init", "-q", "-b", "main")
@@ -590,8 +594,16 @@ def test_workflows_only_call_the_projects_own_scripts():
         for job in doc["jobs"].values():
             for step in job.get("steps", []):
                 if "uses" in step:
-                    assert step["uses"].split("@")[0] in (
-                        "actions/checkout", "actions/setup-python", "actions/setup-go", "actions/cache"), step
+                    action, _, ref = step["uses"].partition("@")
+                    assert action in ("actions/checkout", "actions/setup-python", "pulumi/actions"), step
+                    if not action.startswith("actions/"):
+                        # A third-party action runs with the job's secrets: pinned by full commit SHA.
+                        assert re.fullmatch(r"[0-9a-f]{40}", ref), step
+        setup = [s for job in doc["jobs"].values() for s in job.get("steps", [])
+                 if s.get("uses", "").startswith("pulumi/actions@")]
+        if any("make setup" in r for r in run_lines(doc)):
+            # The released CLI (with its language host), at the version install-pulumi pins.
+            assert [s["with"] for s in setup] == [{"pulumi-version": PULUMI_VERSION}], name
     pr = docs["preview.yml"]
     assert list(on(pr)) == ["pull_request"]
     assert any("scripts/gitops/pr-preview --base \"$BASE_SHA\" --comment" in r for r in run_lines(pr))
