@@ -1,0 +1,137 @@
+"""Load generation: streamed chat completions at a fixed concurrency, bounded in requests and time.
+
+The `openai` async client drives the endpoint (the same client agents use); load generators
+from the field (guidellm, locust) would bring a web UI or a large dependency tree for what is
+one loop per worker here. Each worker sends one request at a time until the level's request
+budget or its time budget is spent; requests in flight then finish (each bounded by the
+request timeout), so a level always stops by itself.
+
+The workload resembles coding-agent traffic: a long prompt whose first part (the system
+prompt, tool definitions and repository context an agent resends every turn) is shared by
+every request, a unique tail, and a medium-length answer. Token counts are approximate on the
+way in (one synthetic word is about one token) and exact on the way out: ``ignore_eos`` makes
+vLLM generate exactly ``max_tokens`` tokens, and the stream's usage record counts them.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import httpx
+import openai
+
+# A deterministic vocabulary of code-like words for synthetic prompts.
+_VOCAB = ("def", "return", "self", "value", "config", "request", "handler", "async", "await", "import",
+          "class", "None", "list", "dict", "error", "retry", "token", "stream", "buffer", "index",
+          "parse", "render", "yield", "assert", "path", "module", "cache", "field", "result", "state")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What each request looks like and how long each concurrency level runs."""
+
+    levels: tuple[int, ...] = (1, 4, 16, 64)
+    input_tokens: int = 6000            # whole prompt, shared prefix included
+    shared_prefix_tokens: int = 4000     # the same for every request (prefix caching sees it)
+    output_tokens: int = 400
+    requests_per_level: Optional[int] = None   # None: 4 x concurrency, at least 8
+    seconds_per_level: float = 60.0      # no new request after this; in-flight ones finish
+    request_timeout: float = 300.0
+    seed: int = 0
+
+    def requests_for(self, concurrency: int) -> int:
+        return self.requests_per_level if self.requests_per_level else max(8, 4 * concurrency)
+
+
+@dataclass
+class RequestResult:
+    start: float                       # time.monotonic() when sent
+    end: float
+    first_token: Optional[float] = None
+    output_tokens: int = 0
+    error: Optional[str] = None        # the error's class and status, never its text (it may echo headers)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class LevelRun:
+    concurrency: int
+    started: float
+    finished: float
+    results: list[RequestResult] = field(default_factory=list)
+
+
+def shared_prefix(workload: Workload) -> str:
+    """The same for every request of a run (and of every run with the same seed)."""
+    rng = random.Random(workload.seed)
+    return " ".join(rng.choice(_VOCAB) for _ in range(workload.shared_prefix_tokens))
+
+
+def unique_tail(workload: Workload, rng: random.Random) -> str:
+    return " ".join(rng.choice(_VOCAB) for _ in range(max(1, workload.input_tokens - workload.shared_prefix_tokens)))
+
+
+def _describe(e: BaseException) -> str:
+    status = getattr(e, "status_code", None)
+    return f"{type(e).__name__}" + (f" ({status})" if status else "")
+
+
+async def _one(client: openai.AsyncOpenAI, model: str, workload: Workload, prefix: str, tail: str) -> RequestResult:
+    res = RequestResult(start=time.monotonic(), end=0.0)
+    try:
+        stream = await client.chat.completions.create(
+            model=model, stream=True, max_tokens=workload.output_tokens,
+            stream_options={"include_usage": True},
+            messages=[{"role": "system", "content": prefix}, {"role": "user", "content": tail}],
+            extra_body={"ignore_eos": True})
+        chunks, usage = 0, None
+        async for chunk in stream:
+            if chunk.usage is not None:
+                usage = chunk.usage.completion_tokens
+            for choice in chunk.choices:
+                delta = choice.delta
+                if delta.content or getattr(delta, "reasoning_content", None):
+                    chunks += 1
+                    if res.first_token is None:
+                        res.first_token = time.monotonic()
+        res.output_tokens = usage if usage is not None else chunks
+    except (openai.OpenAIError, httpx.HTTPError) as e:
+        res.error = _describe(e)
+    res.end = time.monotonic()
+    return res
+
+
+async def run_level(client: openai.AsyncOpenAI, model: str, workload: Workload, concurrency: int,
+                    on_result: Callable[[RequestResult], None] = lambda r: None) -> LevelRun:
+    budget = workload.requests_for(concurrency)
+    rng = random.Random(workload.seed * 1000 + concurrency)
+    run = LevelRun(concurrency, time.monotonic(), 0.0)
+    deadline = run.started + workload.seconds_per_level
+    prefix, sent = shared_prefix(workload), 0
+
+    async def worker() -> None:
+        nonlocal sent
+        while sent < budget and time.monotonic() < deadline:
+            sent += 1
+            r = await _one(client, model, workload, prefix, unique_tail(workload, rng))
+            run.results.append(r)
+            on_result(r)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    run.finished = time.monotonic()
+    return run
+
+
+def client_for(base_url: str, api_key: str, workload: Workload, max_concurrency: int) -> openai.AsyncOpenAI:
+    """No retries (a retried request would hide an error and distort latency); enough
+    connections for the highest level."""
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=max_concurrency + 8,
+                                                 max_keepalive_connections=max_concurrency + 8),
+                             timeout=httpx.Timeout(workload.request_timeout, connect=10.0))
+    return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, http_client=http)
