@@ -23,27 +23,12 @@ from typing import Callable, Optional
 import httpx
 import openai
 
+from infra.bench.workload import Workload
+
 # A deterministic vocabulary of code-like words for synthetic prompts.
 _VOCAB = ("def", "return", "self", "value", "config", "request", "handler", "async", "await", "import",
           "class", "None", "list", "dict", "error", "retry", "token", "stream", "buffer", "index",
           "parse", "render", "yield", "assert", "path", "module", "cache", "field", "result", "state")
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What each request looks like and how long each concurrency level runs."""
-
-    levels: tuple[int, ...] = (1, 4, 16, 64)
-    input_tokens: int = 6000            # whole prompt, shared prefix included
-    shared_prefix_tokens: int = 4000     # the same for every request (prefix caching sees it)
-    output_tokens: int = 400
-    requests_per_level: Optional[int] = None   # None: 4 x concurrency, at least 8
-    seconds_per_level: float = 60.0      # no new request after this; in-flight ones finish
-    request_timeout: float = 300.0
-    seed: int = 0
-
-    def requests_for(self, concurrency: int) -> int:
-        return self.requests_per_level if self.requests_per_level else max(8, 4 * concurrency)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 from infra.bench import cost, load, stats
+from infra.bench.workload import Workload
 from infra.bench.metrics import Scraper
 from infra.bench.target import Target
 
@@ -17,7 +18,7 @@ SCHEMA = 1
 Progress = Callable[[int, int, int], None]
 
 
-async def _sweep(target: Target, workload: load.Workload, progress: Progress) -> list[dict[str, Any]]:
+async def _sweep(target: Target, workload: Workload, progress: Progress) -> list[dict[str, Any]]:
     client = load.client_for(target.base_url, target.api_key, workload, max(workload.levels))
     scraper = Scraper(target.base_url, target.api_key)
     out = []
@@ -38,7 +39,7 @@ async def _sweep(target: Target, workload: load.Workload, progress: Progress) ->
     return out
 
 
-def run(target: Target, workload: load.Workload, hourly: Optional[cost.HourlyCost],
+def run(target: Target, workload: Workload, hourly: Optional[cost.HourlyCost],
         progress: Progress = lambda c, d, b: None) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     t0 = time.monotonic()
