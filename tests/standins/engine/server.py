@@ -346,21 +346,20 @@ class EngineStandin(HttpStandin):
         ``first_token_delay``, then each token after 1/rate, where the rate is
         ``tokens_per_second`` shared out once more than ``capacity`` streams are active."""
         tps, cap = cfg["tokens_per_second"], cfg["capacity"]
-        first, started = True, time.monotonic()
+        first, due = True, time.monotonic() + float(cfg["first_token_delay"])
         with self._lock:
             self._active += 1
         try:
             for is_token, chunk in events:
                 if is_token:
-                    if first:
-                        wait = float(cfg["first_token_delay"]) - (time.monotonic() - started)
-                        first = False
-                    elif tps:
+                    if not first and tps:
+                        # Each token is due 1/rate after the previous one was due, so the time
+                        # spent writing and parsing does not slow the scripted rate down.
                         with self._lock:
                             share = max(1.0, self._active / int(cap)) if cap else 1.0
-                        wait = share / float(tps)
-                    else:
-                        wait = 0.0
+                        due += share / float(tps)
+                    first = False
+                    wait = due - time.monotonic()
                     if wait > 0 and stopping.wait(wait):
                         return
                     with self._lock:
