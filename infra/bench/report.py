@@ -41,7 +41,8 @@ def run_table(run: dict[str, Any]) -> Table:
 
 
 def compare_table(cmp: dict[str, Any]) -> Table:
-    t = Table(title=f"compared with run {cmp['before']} (knee {cmp['knee']['before']} -> {cmp['knee']['after']})",
+    knee = cmp["knee"]
+    t = Table(title=f"compared with run {cmp['before']} (knee {knee['before'] or '-'} -> {knee['after'] or '-'})",
               title_justify="left")
     t.add_column("conc.", justify="right")
     labels = list(cmp["levels"][0]["figures"]) if cmp["levels"] else []

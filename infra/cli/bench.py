@@ -20,7 +20,7 @@ def _levels(text: str) -> tuple[int, ...]:
     except ValueError:
         levels = ()
     if not levels or any(c < 1 for c in levels):
-        raise argparse.ArgumentTypeError(f"--levels: got {text!r}; allowed: comma-separated positive integers, e.g. 1,4,16,64")
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: comma-separated positive integers, e.g. 1,4,16,64")
     return tuple(sorted(set(levels)))
 
 
@@ -112,7 +112,9 @@ def run(args) -> int:
     if args.json:
         print(redact(json.dumps({**record, "compare": cmp} if cmp else record, indent=2)))
     else:
-        report.show(Console(), record, cmp)
+        out = Console()
+        # Piped output is not cut to 80 columns: the table has one column per figure.
+        report.show(out if out.is_terminal else Console(width=170), record, cmp)
         for what in ("saved", "chart"):
             if what in record:
                 print(f"{what}: {record[what]}")
