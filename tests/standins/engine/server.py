@@ -13,9 +13,9 @@ Routes (all also reachable under a per-pod prefix, see below):
 Load (for `glmserve bench`): a streamed request whose body asks for ``ignore_eos`` (as vLLM
 takes it) streams exactly ``max_tokens`` tokens. Timing is scripted: the first token comes
 ``first_token_delay`` seconds after the request, then each stream gets ``tokens_per_second``
-while at most ``capacity`` streams are active; beyond that the engine's total rate
-(``capacity x tokens_per_second``) is shared, so the total output rate saturates at a
-concurrency of exactly ``capacity`` (``capacity=None``: no limit). ``fail_every=N`` answers
+while at most ``capacity`` streams are past their first token; beyond that the engine's total
+rate (``capacity x tokens_per_second``) is shared, so the total output rate saturates once
+``capacity`` streams decode at once (``capacity=None``: no limit). ``fail_every=N`` answers
 every N-th completion request with a 500 (deterministic faults). ``/metrics`` reports the
 active streams as ``vllm:num_requests_running`` (up to ``capacity``) and
 ``vllm:num_requests_waiting`` (beyond it), ``vllm:kv_cache_usage_perc`` as running/capacity,
@@ -109,7 +109,8 @@ class EngineStandin(HttpStandin):
         self._clocks: dict[Optional[str], float] = {}
         self._gate: Optional[Callable[[str], Optional[float]]] = None
         self._requests: list[EngineRequest] = []
-        self._active = 0                  # streams between their first and last token
+        self._active = 0                  # streams between the request and their last token
+        self._decoding = 0                # streams past their first token
         self._completions = 0             # completion requests seen (for fail_every)
         self._emitted = 0                 # output tokens streamed (for the spec-decoding counters)
         self.configure(mode=mode, startup_delay=startup_delay, api_key=api_key,
@@ -354,20 +355,25 @@ class EngineStandin(HttpStandin):
                 if is_token:
                     if not first and tps:
                         # Each token is due 1/rate after the previous one was due, so the time
-                        # spent writing and parsing does not slow the scripted rate down.
+                        # spent writing and parsing does not slow the scripted rate down. Only
+                        # streams past their first token share the decode rate.
                         with self._lock:
-                            share = max(1.0, self._active / int(cap)) if cap else 1.0
+                            share = max(1.0, self._decoding / int(cap)) if cap else 1.0
                         due += share / float(tps)
-                    first = False
                     wait = due - time.monotonic()
                     if wait > 0 and stopping.wait(wait):
                         return
                     with self._lock:
                         self._emitted += 1
+                        if first:
+                            self._decoding += 1
+                    first = False
                 yield chunk
         finally:
             with self._lock:
                 self._active -= 1
+                if not first:
+                    self._decoding -= 1
 
     @staticmethod
     def _stream(rid: str, created: int, model: str, words: list[str], finish: str, usage: dict,
