@@ -8,7 +8,7 @@ request timeout), so a level always stops by itself.
 
 The workload resembles coding-agent traffic: a long prompt whose first part (the system
 prompt, tool definitions and repository context an agent resends every turn) is shared by
-every request, a unique tail, and a medium-length answer. Token counts are approximate on the
+every request, a unique tail, and a medium-length answer (of varying length around the mean). Token counts are approximate on the
 way in (one synthetic word is about one token) and exact on the way out: ``ignore_eos`` makes
 vLLM generate exactly ``max_tokens`` tokens, and the stream's usage record counts them.
 """
@@ -50,6 +50,9 @@ class LevelRun:
     started: float
     finished: float
     results: list[RequestResult] = field(default_factory=list)
+    # When the last request was sent: until then every worker had a request in flight, so the
+    # concurrency was held; afterwards the level drains at a falling concurrency.
+    last_sent: Optional[float] = None
 
 
 def shared_prefix(workload: Workload) -> str:
@@ -67,11 +70,11 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}" + (f" ({status})" if status else "")
 
 
-async def _one(client: openai.AsyncOpenAI, model: str, workload: Workload, prefix: str, tail: str) -> RequestResult:
+async def _one(client: openai.AsyncOpenAI, model: str, max_tokens: int, prefix: str, tail: str) -> RequestResult:
     res = RequestResult(start=time.monotonic(), end=0.0)
     try:
         stream = await client.chat.completions.create(
-            model=model, stream=True, max_tokens=workload.output_tokens,
+            model=model, stream=True, max_tokens=max_tokens,
             stream_options={"include_usage": True},
             messages=[{"role": "system", "content": prefix}, {"role": "user", "content": tail}],
             extra_body={"ignore_eos": True})
@@ -104,7 +107,8 @@ async def run_level(client: openai.AsyncOpenAI, model: str, workload: Workload, 
         nonlocal sent
         while sent < budget and time.monotonic() < deadline:
             sent += 1
-            r = await _one(client, model, workload, prefix, unique_tail(workload, rng))
+            run.last_sent = time.monotonic()
+            r = await _one(client, model, rng.randint(*workload.output_range()), prefix, unique_tail(workload, rng))
             run.results.append(r)
             on_result(r)
 

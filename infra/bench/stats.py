@@ -45,11 +45,32 @@ class LevelStats:
     tpot_s: Spread            # time per output token after the first
     e2e_s: Spread             # end-to-end latency
     output_tokens: int
-    output_tokens_per_s: float
+    output_tokens_per_s: float    # while the concurrency was held (see held_window)
     requests_per_s: float
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def held_window(run: LevelRun) -> tuple[float, float]:
+    """The part of a level during which its concurrency was held: from the start to the last
+    request sent, when that is at least half the level; else the whole level. The drain after
+    it runs at a falling concurrency and would count a lower level's throughput as this one's."""
+    if run.last_sent is not None and run.last_sent - run.started >= 0.5 * (run.finished - run.started):
+        return run.started, run.last_sent
+    return run.started, run.finished
+
+
+def _tokens_within(r, start: float, end: float) -> float:
+    """A request's output tokens inside [start, end], its tokens spread evenly from the first
+    token to its end."""
+    if r.first_token is None or r.output_tokens == 0:
+        return 0.0
+    span = r.end - r.first_token
+    if span <= 0:
+        return float(r.output_tokens) if start <= r.end <= end else 0.0
+    inside = max(0.0, min(r.end, end) - max(r.first_token, start))
+    return r.output_tokens * inside / span
 
 
 def level_stats(run: LevelRun) -> LevelStats:
@@ -59,12 +80,15 @@ def level_stats(run: LevelRun) -> LevelStats:
             if r.first_token is not None and r.output_tokens > 1]
     duration = max(run.finished - run.started, 1e-9)
     tokens = sum(r.output_tokens for r in ok)
+    start, end = held_window(run)
+    tokens_per_s = sum(_tokens_within(r, start, end) for r in ok) / max(end - start, 1e-9)
     n = len(run.results)
     errors = n - len(ok)
     return LevelStats(concurrency=run.concurrency, requests=n, errors=errors, error_rate=errors / n if n else 0.0,
                       duration_s=duration, ttft_s=Spread.of(ttft), tpot_s=Spread.of(tpot),
                       e2e_s=Spread.of([r.end - r.start for r in ok]), output_tokens=tokens,
-                      output_tokens_per_s=tokens / duration, requests_per_s=len(ok) / duration)
+                      output_tokens_per_s=tokens_per_s,
+                      requests_per_s=tokens_per_s / (tokens / len(ok)) if tokens else 0.0)
 
 
 def knee(levels: Sequence[LevelStats]) -> Optional[int]:

@@ -44,3 +44,16 @@ def test_knee_is_the_lowest_level_within_ten_percent_of_the_best_throughput():
 def test_knee_skips_levels_with_errors_and_is_none_when_nothing_served():
     assert knee([_level(1, 100), _level(4, 400, error_rate=0.5), _level(16, 380)]) == 16
     assert knee([_level(1, 0.0), _level(4, 0.0)]) is None
+
+
+def test_throughput_counts_only_the_time_the_concurrency_was_held():
+    # Level 100..104 s; the last request was sent at 102 s, then the level drained.
+    a = RequestResult(start=100.0, first_token=100.5, end=101.5, output_tokens=10)   # all inside
+    b = RequestResult(start=100.0, first_token=101.0, end=104.0, output_tokens=30)   # a third inside
+    run = LevelRun(2, started=100.0, finished=104.0, results=[a, b], last_sent=102.0)
+    s = level_stats(run)
+    assert s.output_tokens == 40 and s.output_tokens_per_s == pytest.approx(20 / 2)
+    assert s.requests_per_s == pytest.approx(10 / 20)          # tokens/s over the mean answer length
+    # A level sent all at once (budget = concurrency) has no held part: the whole level counts.
+    run.last_sent = 100.1
+    assert level_stats(run).output_tokens_per_s == pytest.approx(40 / 4)

@@ -28,7 +28,8 @@ def engine():
 
 def test_every_request_is_counted_errors_included(engine):
     engine.configure(fail_every=4)          # every 4th completion request answers 500
-    wl = Workload(levels=(1, 2), input_tokens=50, shared_prefix_tokens=20, output_tokens=7, requests_per_level=8)
+    wl = Workload(levels=(1, 2), input_tokens=50, shared_prefix_tokens=20, output_tokens=7, output_spread=0,
+                  requests_per_level=8)
     run = sweep.run(_target(engine.url), wl, HourlyCost(36.0, "command line"))
     for row in run["levels"]:
         assert row["requests"] == 8 and row["errors"] == 2 and row["error_rate"] == 0.25
@@ -42,6 +43,15 @@ def test_every_request_is_counted_errors_included(engine):
     assert len(tails) == len(sent)                                           # a unique tail each
     assert run["planner_max_concurrency"] == 4.4 and run["cost_per_hour"]["usd_per_hour"] == 36.0
     assert KEY not in str(run)
+
+
+def test_answer_lengths_vary_around_the_mean_and_are_counted_exactly(engine):
+    wl = Workload(levels=(4,), input_tokens=20, shared_prefix_tokens=10, output_tokens=10, requests_per_level=40)
+    assert wl.output_range() == (5, 15)
+    run = sweep.run(_target(engine.url), wl, None)
+    asked = [r.json["max_tokens"] for r in engine.requests("/v1/chat/completions")]
+    assert min(asked) >= 5 and max(asked) <= 15 and len(set(asked)) > 3
+    assert run["levels"][0]["output_tokens"] == sum(asked)      # ignore_eos: every answer is max_tokens long
 
 
 def test_a_level_stops_at_its_request_budget(engine):
