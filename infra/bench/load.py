@@ -70,15 +70,28 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}" + (f" ({status})" if status else "")
 
 
-async def _one(client: openai.AsyncOpenAI, model: str, max_tokens: int, prefix: str, tail: str) -> RequestResult:
+async def _one(client: openai.AsyncOpenAI, model: str, max_tokens: int, prefix: str, tail: str,
+               timeout: float) -> RequestResult:
     res = RequestResult(start=time.monotonic(), end=0.0)
     try:
-        stream = await client.chat.completions.create(
-            model=model, stream=True, max_tokens=max_tokens,
-            stream_options={"include_usage": True},
-            messages=[{"role": "system", "content": prefix}, {"role": "user", "content": tail}],
-            extra_body={"ignore_eos": True})
-        chunks, usage = 0, None
+        async with asyncio.timeout(timeout):     # the whole request, not only each read
+            await _stream(client, model, max_tokens, prefix, tail, res)
+    except TimeoutError:
+        res.error = "Timeout"
+    except (openai.OpenAIError, httpx.HTTPError) as e:
+        res.error = _describe(e)
+    res.end = time.monotonic()
+    return res
+
+
+async def _stream(client: openai.AsyncOpenAI, model: str, max_tokens: int, prefix: str, tail: str,
+                  res: RequestResult) -> None:
+    stream = await client.chat.completions.create(
+        model=model, stream=True, max_tokens=max_tokens, stream_options={"include_usage": True},
+        messages=[{"role": "system", "content": prefix}, {"role": "user", "content": tail}],
+        extra_body={"ignore_eos": True})
+    chunks, usage = 0, None
+    async with stream:       # the response is closed however the request ends (a timeout too)
         async for chunk in stream:
             if chunk.usage is not None:
                 usage = chunk.usage.completion_tokens
@@ -88,11 +101,7 @@ async def _one(client: openai.AsyncOpenAI, model: str, max_tokens: int, prefix: 
                     chunks += 1
                     if res.first_token is None:
                         res.first_token = time.monotonic()
-        res.output_tokens = usage if usage is not None else chunks
-    except (openai.OpenAIError, httpx.HTTPError) as e:
-        res.error = _describe(e)
-    res.end = time.monotonic()
-    return res
+    res.output_tokens = usage if usage is not None else chunks
 
 
 async def run_level(client: openai.AsyncOpenAI, model: str, workload: Workload, concurrency: int,
@@ -108,7 +117,8 @@ async def run_level(client: openai.AsyncOpenAI, model: str, workload: Workload, 
         while sent < budget and time.monotonic() < deadline:
             sent += 1
             run.last_sent = time.monotonic()
-            r = await _one(client, model, rng.randint(*workload.output_range()), prefix, unique_tail(workload, rng))
+            r = await _one(client, model, rng.randint(*workload.output_range()), prefix, unique_tail(workload, rng),
+                           workload.request_timeout)
             run.results.append(r)
             on_result(r)
 

@@ -6,6 +6,7 @@ library's ``statistics``; nothing here is hand-rolled arithmetic on samples.
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
@@ -44,6 +45,7 @@ class LevelStats:
     ttft_s: Spread            # time to first token
     tpot_s: Spread            # time per output token after the first
     e2e_s: Spread             # end-to-end latency
+    error_kinds: dict[str, int]   # e.g. {"InternalServerError (500)": 2, "Timeout": 1}
     output_tokens: int
     output_tokens_per_s: float    # while the concurrency was held (see held_window)
     requests_per_s: float
@@ -86,7 +88,8 @@ def level_stats(run: LevelRun) -> LevelStats:
     errors = n - len(ok)
     return LevelStats(concurrency=run.concurrency, requests=n, errors=errors, error_rate=errors / n if n else 0.0,
                       duration_s=duration, ttft_s=Spread.of(ttft), tpot_s=Spread.of(tpot),
-                      e2e_s=Spread.of([r.end - r.start for r in ok]), output_tokens=tokens,
+                      e2e_s=Spread.of([r.end - r.start for r in ok]),
+                      error_kinds=dict(Counter(r.error for r in run.results if not r.ok)), output_tokens=tokens,
                       output_tokens_per_s=tokens_per_s,
                       requests_per_s=tokens_per_s / (tokens / len(ok)) if tokens else 0.0)
 

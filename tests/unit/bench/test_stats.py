@@ -17,6 +17,7 @@ def test_level_stats_from_known_requests():
     bad = RequestResult(start=100.0, end=100.5, error="InternalServerError (500)")
     s = level_stats(_run(4, ok + [bad], duration=2.0))
     assert s.requests == 5 and s.errors == 1 and s.error_rate == pytest.approx(0.2)
+    assert s.error_kinds == {"InternalServerError (500)": 1}
     assert s.ttft_s.p50 == pytest.approx(0.25) and s.ttft_s.mean == pytest.approx(0.25)
     assert s.ttft_s.p95 == pytest.approx(0.385)              # numpy's linear interpolation
     assert s.tpot_s.p50 == pytest.approx(0.1)                 # 1 s over the 10 tokens after the first
@@ -32,7 +33,7 @@ def test_a_level_where_everything_failed_has_no_latencies():
 
 def _level(c: int, tps: float, error_rate: float = 0.0) -> LevelStats:
     none = Spread(None, None, None)
-    return LevelStats(c, 10, int(10 * error_rate), error_rate, 1.0, none, none, none, int(tps), tps, 1.0)
+    return LevelStats(c, 10, int(10 * error_rate), error_rate, 1.0, none, none, none, {}, int(tps), tps, 1.0)
 
 
 def test_knee_is_the_lowest_level_within_ten_percent_of_the_best_throughput():

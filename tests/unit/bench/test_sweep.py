@@ -33,6 +33,7 @@ def test_every_request_is_counted_errors_included(engine):
     run = sweep.run(_target(engine.url), wl, HourlyCost(36.0, "command line"))
     for row in run["levels"]:
         assert row["requests"] == 8 and row["errors"] == 2 and row["error_rate"] == 0.25
+        assert row["error_kinds"] == {"InternalServerError (500)": 2}
         assert row["output_tokens"] == 6 * 7            # ignore_eos: exactly max_tokens per request
         assert row["engine"]["spec_decode_acceptance"] == pytest.approx(0.7)
     sent = [r.json for r in engine.requests("/v1/chat/completions")]
@@ -91,3 +92,11 @@ def test_a_stack_without_endpoint_or_key_names_what_is_missing(monkeypatch):
     text = str(e.value)
     assert "baseUrl: stack dev has no endpoint in its outputs" in text and "--base-url" in text
     assert "apiKey: stack dev exports no API key" in text
+
+
+def test_a_request_past_its_timeout_is_an_error(engine):
+    engine.configure(first_token_delay=30.0)       # far beyond the request timeout
+    wl = Workload(levels=(2,), input_tokens=20, shared_prefix_tokens=10, output_tokens=2, requests_per_level=2,
+                  request_timeout=0.3)
+    row = sweep.run(_target(engine.url), wl, None)["levels"][0]
+    assert row["requests"] == 2 and row["error_kinds"] == {"Timeout": 2} and row["error_rate"] == 1.0
