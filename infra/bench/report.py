@@ -36,6 +36,10 @@ def run_table(run: dict[str, Any]) -> Table:
                  f"{'-' if planned is None else f'{planned:g}'})\n"
                  + (f"cost ${hourly['usd_per_hour']:.2f}/h ({hourly['source']})" if hourly
                     else "no cost per hour known: give --cost-per-hour for $/Mtok"))
+    failed = [f"c={r['concurrency']}: " + ", ".join(f"{k} x{n}" for k, n in r.get("error_kinds", {}).items())
+              for r in run["levels"] if r["errors"]]
+    if failed:
+        t.caption += "\nerrors: " + "; ".join(failed)
     t.caption_justify = "left"
     return t
 

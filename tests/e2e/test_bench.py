@@ -76,6 +76,7 @@ def test_bench_recovers_the_scripted_engine_and_compares_runs(engine_env, projec
                             *SMALL, "--compare", "--chart", str(chart), env=env, check=True)
         assert key not in proc.stdout + proc.stderr
         assert f"compared with run {run['id']}" in proc.stdout and "25.0" in proc.stdout   # error %
+        assert "errors: c=4: InternalServerError (500) x2" in proc.stdout
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         second = json.loads(sorted(saved.parent.glob("*.json"))[-1].read_text())
         assert second["levels"][0]["errors"] == 2 and second["levels"][0]["error_rate"] == 0.25
