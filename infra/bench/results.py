@@ -100,3 +100,19 @@ def last_summary(stack: str) -> Optional[dict[str, Any]]:
             "output_tokens_per_s": best and best["output_tokens_per_s"],
             "ttft_p50_s": best and best["ttft_s"]["p50"],
             "usd_per_million_output_tokens": best and best.get("usd_per_million_output_tokens")}
+
+
+def summary_markdown(stack: str) -> Optional[str]:
+    """One Markdown line with the last run's numbers, None when the stack was never benched."""
+    last = last_summary(stack)
+    if last is None:
+        return None
+
+    def fmt(value, pattern: str) -> str:
+        return "-" if value is None else pattern.format(value)
+
+    planned = last["planner_max_concurrency"]
+    return (f"**Last bench** (`glmserve bench`, run {last['id']}): knee at concurrency "
+            f"{fmt(last['knee_concurrency'], '{}')} (planner max_concurrency {fmt(planned, '{:g}')}), "
+            f"{fmt(last['output_tokens_per_s'], '{:.1f}')} output tok/s, TTFT p50 {fmt(last['ttft_p50_s'], '{:.2f}')} s, "
+            f"{fmt(last['usd_per_million_output_tokens'], '${:.2f}')}/Mtok")

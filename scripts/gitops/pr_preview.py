@@ -104,6 +104,7 @@ def _preview_cell(pv: Optional[dict]) -> str:
 
 
 def build_markdown(result: dict[str, Any]) -> str:
+    from infra.bench.results import summary_markdown as bench_summary
     from infra.gitops.diff import format_markdown_stack
 
     out = [MARKER, "## glmserve: preview of this change", ""]
@@ -136,6 +137,9 @@ def build_markdown(result: dict[str, Any]) -> str:
         out.append(f"### `{s['stack']}` ({s['environment']}): {d['status']}")
         out.append("")
         out.append(format_markdown_stack(d, base))
+        bench = bench_summary(s["stack"])
+        if bench:
+            out += [bench, ""]
         pv = s.get("preview")
         if pv is not None:
             if pv["ok"]:

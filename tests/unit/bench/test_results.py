@@ -64,3 +64,11 @@ def test_comparing_without_an_earlier_run_is_a_clear_error():
     with pytest.raises(GlmserveError) as e:
         results.load("dev", "nope")
     assert "--compare: no such run of stack dev" in str(e.value) and "20261201T100000Z" in str(e.value)
+
+
+def test_the_gitops_summary_line_shows_the_last_run():
+    assert results.summary_markdown("dev") is None
+    results.save(_run("20261201T100000Z", [_row(1, 100.0, 0.2, 100.0), _row(4, 390.5, 0.25, 25.61, best=True)]))
+    assert results.summary_markdown("dev") == (
+        "**Last bench** (`glmserve bench`, run 20261201T100000Z): knee at concurrency 4 (planner max_concurrency 4.4), "
+        "390.5 output tok/s, TTFT p50 0.25 s, $25.61/Mtok")
