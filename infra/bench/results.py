@@ -30,15 +30,19 @@ def run_ids(stack: str) -> list[str]:
     return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
 
 
-def save(run: dict[str, Any]) -> Path:
-    """Write the run; its id gets a suffix when another run of the same second exists."""
+def claim(run: dict[str, Any]) -> Path:
+    """Where the run will be saved; its id gets a suffix when a run of the same second exists."""
     d = runs_dir(run["stack"])
-    d.mkdir(parents=True, exist_ok=True)
     base, n = run["id"], 1
     while (d / f"{run['id']}.json").exists():
         n += 1
         run["id"] = f"{base}-{n}"
-    path = d / f"{run['id']}.json"
+    return d / f"{run['id']}.json"
+
+
+def save(run: dict[str, Any]) -> Path:
+    path = runs_dir(run["stack"]) / f"{run['id']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(run, indent=2) + "\n")
     return path
 

@@ -101,13 +101,12 @@ def run(args) -> int:
         record = sweep.run(tgt, workload, hourly, progress)
 
     if not args.no_save:
-        saved = results.save(record)
-        record["saved"] = str(saved)
-    png = args.chart or (results.runs_dir(args.stack) / f"{record['id']}.png" if not args.no_save else None)
+        record["saved"] = str(results.claim(record))
+    png = args.chart or (Path(record["saved"]).with_suffix(".png") if not args.no_save else None)
     if png is not None:
         record["chart"] = str(chart.write(record, png, earlier))
     if not args.no_save:
-        Path(record["saved"]).write_text(json.dumps(record, indent=2) + "\n")
+        results.save(record)
     cmp = results.compare(record, earlier) if earlier else None
     if args.json:
         print(redact(json.dumps({**record, "compare": cmp} if cmp else record, indent=2)))

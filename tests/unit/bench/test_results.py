@@ -39,8 +39,10 @@ def test_runs_are_saved_per_stack_and_the_last_one_is_found(home):
 def test_a_second_run_in_the_same_second_gets_its_own_id():
     results.save(_run("20261201T100000Z", []))
     run = _run("20261201T100000Z", [])
-    path = results.save(run)
-    assert run["id"] == "20261201T100000Z-2" and json.loads(path.read_text())["id"] == run["id"]
+    claimed = results.claim(run)
+    assert run["id"] == "20261201T100000Z-2" and results.save(run) == claimed
+    assert json.loads(claimed.read_text())["id"] == run["id"]
+    assert json.loads((claimed.parent / "20261201T100000Z.json").read_text())["id"] == "20261201T100000Z"
 
 
 def test_compare_reports_before_after_and_whether_it_got_better():
