@@ -49,9 +49,10 @@ def test_bench_recovers_the_scripted_engine_and_compares_runs(engine_env, projec
         # The knee is the first swept level at the stand-in's capacity; the planner's figure sits beside it.
         assert run["knee_concurrency"] == KNEE and levels[KNEE]["best"]
         assert run["planner_max_concurrency"] == pytest.approx(4.40, abs=0.01)
-        # One stream gets the scripted rate; the plateau is capacity x rate (never above it).
-        assert 0.5 * TPS <= levels[1]["output_tokens_per_s"] <= 1.05 * TPS
-        assert 0.5 * CAPACITY * TPS <= levels[16]["output_tokens_per_s"] <= 1.05 * CAPACITY * TPS
+        # One stream gets the scripted rate; the plateau is capacity x rate (each answer's tokens are
+        # counted as spread evenly from its first token, hence a few % of slack above).
+        assert 0.5 * TPS <= levels[1]["output_tokens_per_s"] <= 1.1 * TPS
+        assert 0.5 * CAPACITY * TPS <= levels[16]["output_tokens_per_s"] <= 1.1 * CAPACITY * TPS
         assert levels[1]["ttft_s"]["p50"] >= FIRST_TOKEN_DELAY
         assert levels[16]["tpot_s"]["p50"] >= 3 / TPS     # 16 streams share 3 streams' rate
         for r in run["levels"]:
