@@ -98,6 +98,11 @@ def cmd_policy(args) -> int:
     return 0 if report.ok else EXIT_FAILED
 
 
+def cmd_bench(args) -> int:
+    from infra.cli import bench
+    return bench.run(args)
+
+
 def cmd_diff(args) -> int:
     from pathlib import Path
 
@@ -242,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     from infra.cli import schedule as schedule_cli
     schedule_cli.add_arguments(sc)
     sc.set_defaults(func=cmd_schedule)
+
+    b = sub.add_parser("bench", help="measure the deployed endpoint: latency, throughput, $ per million tokens",
+                       allow_abbrev=False)
+    from infra.cli import bench as bench_mod
+    bench_mod.add_arguments(b)
+    b.set_defaults(func=cmd_bench)
 
     for op, helptext in (("preview", "pulumi preview"), ("up", "pulumi up"),
                          ("refresh", "pulumi refresh"), ("destroy", "pulumi destroy")):

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from infra.bench.results import summary_markdown as bench_summary
 from infra.common.secrets import redact
 from infra.config.project import list_stacks
 from infra.gitops.diff import diff_stacks
@@ -144,6 +145,9 @@ def build_markdown(result: dict[str, Any]) -> str:
         out.append(f"### `{s['stack']}` ({s['environment']}): {d['status']}")
         out.append("")
         out.append(format_markdown_stack(d, base))
+        bench = bench_summary(s["stack"])
+        if bench:
+            out += [bench, ""]
         pv = s.get("preview")
         if pv is not None:
             if pv["ok"]:

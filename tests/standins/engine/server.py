@@ -8,6 +8,18 @@ Routes (all also reachable under a per-pod prefix, see below):
   "owned_by": "vllm", "root", "parent", "max_model_len"}]}``.
 * ``POST /v1/chat/completions`` (optionally ``"stream": true``, SSE) and ``POST /v1/completions``.
 * ``GET /version``.
+* ``GET /metrics``: Prometheus text in vLLM's metric names (no auth, like vLLM), see *Load* below.
+
+Load (for `glmserve bench`): a streamed request whose body asks for ``ignore_eos`` (as vLLM
+takes it) streams exactly ``max_tokens`` tokens. Timing is scripted: the first token comes
+``first_token_delay`` seconds after the request, then each stream gets ``tokens_per_second``
+while at most ``capacity`` streams are past their first token; beyond that the engine's total
+rate (``capacity x tokens_per_second``) is shared, so the total output rate saturates once
+``capacity`` streams decode at once (``capacity=None``: no limit). ``fail_every=N`` answers
+every N-th completion request with a 500 (deterministic faults). ``/metrics`` reports the
+active streams as ``vllm:num_requests_running`` (up to ``capacity``) and
+``vllm:num_requests_waiting`` (beyond it), ``vllm:kv_cache_usage_perc`` as running/capacity,
+and the speculative-decoding counters with an acceptance of ``spec_acceptance``.
 
 When an API key is configured, ``/v1/*`` needs ``Authorization: Bearer <key>``; otherwise 401
 ``{"error": "Unauthorized"}`` (vLLM's own body), which the ``openai`` client raises as
@@ -60,7 +72,10 @@ DEFAULT_MODEL = "zai-org/GLM-5.2-FP8"
 MODES = ("healthy", "never_healthy", "crash", "wrong_model")
 TOOL_PARSERS = ("working", "broken")
 _SETTINGS = ("mode", "startup_delay", "api_key", "served_model_name", "wrong_model_name",
-             "crash_style", "max_model_len", "completion_text", "tool_parser")
+             "crash_style", "max_model_len", "completion_text", "tool_parser", "first_token_delay", "tokens_per_second",
+             "capacity", "fail_every", "spec_acceptance")
+# Draft tokens proposed per emitted token in the spec-decoding counters (any fixed ratio does).
+_DRAFTS_PER_TOKEN = 2
 
 _POD_PATH = re.compile(r"^/pods/([A-Za-z0-9_]+?)(?:-(\d+))?(/.*)?$")
 _POD_HOST = re.compile(r"^([A-Za-z0-9_]+)-(\d+)\.proxy\.", re.I)
@@ -90,6 +105,11 @@ class EngineStandin(HttpStandin):
         max_model_len: int = 202752,
         completion_text: str = "Hello from the glmserve engine stand-in.",
         tool_parser: str = "working",
+        first_token_delay: float = 0.0,
+        tokens_per_second: Optional[float] = None,
+        capacity: Optional[int] = None,
+        fail_every: int = 0,
+        spec_acceptance: float = 0.7,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -99,10 +119,17 @@ class EngineStandin(HttpStandin):
         self._clocks: dict[Optional[str], float] = {}
         self._gate: Optional[Callable[[str], Optional[float]]] = None
         self._requests: list[EngineRequest] = []
+        self._active = 0                  # streams between the request and their last token
+        self._decoding = 0                # streams past their first token
+        self._completions = 0             # completion requests seen (for fail_every)
+        self._emitted = 0                 # output tokens streamed (for the spec-decoding counters)
         self.configure(mode=mode, startup_delay=startup_delay, api_key=api_key,
                        served_model_name=served_model_name, wrong_model_name=wrong_model_name,
                        crash_style=crash_style, max_model_len=max_model_len,
-                       completion_text=completion_text, tool_parser=tool_parser)
+                       completion_text=completion_text, tool_parser=tool_parser,
+                       first_token_delay=first_token_delay,
+                       tokens_per_second=tokens_per_second, capacity=capacity, fail_every=fail_every,
+                       spec_acceptance=spec_acceptance)
         self._http = BackgroundHTTPServer(self._app, host, port)
 
     # ------------------------------------------------------------------ lifecycle
@@ -228,6 +255,8 @@ class EngineStandin(HttpStandin):
                                               "param": None, "code": 503}})
         if path == "/health" and ex.method in ("GET", "HEAD"):
             return Reply(200, b"", "application/json")
+        if path == "/metrics" and ex.method == "GET":
+            return Reply(200, self._metrics(cfg).encode(), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/version" and ex.method == "GET":
             return json_reply(200, {"version": "0.0.0+glmserve-standin"})
         if path.startswith("/v1/"):
@@ -236,10 +265,13 @@ class EngineStandin(HttpStandin):
                 return json_reply(401, {"error": "Unauthorized"})
             if path == "/v1/models" and ex.method == "GET":
                 return self._models(cfg)
-            if path == "/v1/chat/completions" and ex.method == "POST":
-                return self._completion(cfg, body, chat=True)
-            if path == "/v1/completions" and ex.method == "POST":
-                return self._completion(cfg, body, chat=False)
+            if path in ("/v1/chat/completions", "/v1/completions") and ex.method == "POST":
+                with self._lock:
+                    self._completions += 1
+                    faulty = cfg["fail_every"] and self._completions % int(cfg["fail_every"]) == 0
+                if faulty:
+                    return self._error(500, "scripted fault", "InternalServerError")
+                return self._completion(cfg, body, chat=path == "/v1/chat/completions", stopping=ex.stopping)
         return json_reply(404, {"detail": "Not Found"})
 
     @staticmethod
@@ -257,7 +289,27 @@ class EngineStandin(HttpStandin):
     def _error(status: int, message: str, type_: str, param: Optional[str] = None) -> Reply:
         return json_reply(status, {"error": {"message": message, "type": type_, "param": param, "code": status}})
 
-    def _completion(self, cfg: dict, body: Any, chat: bool) -> Reply:
+    def _metrics(self, cfg: dict) -> str:
+        """vLLM's names (https://docs.vllm.ai/en/stable/usage/metrics/), one model label."""
+        with self._lock:
+            active, emitted = self._active, self._emitted
+        cap = cfg["capacity"]
+        running = active if cap is None else min(active, int(cap))
+        label = f'{{model_name="{cfg["served_model_name"]}"}}'
+        drafts = emitted * _DRAFTS_PER_TOKEN
+        rows = [("vllm:num_requests_running", "gauge", running),
+                ("vllm:num_requests_waiting", "gauge", active - running),
+                ("vllm:kv_cache_usage_perc", "gauge", running / cap if cap else 0.0),
+                ("vllm:generation_tokens", "counter", emitted),
+                ("vllm:spec_decode_num_draft_tokens", "counter", drafts),
+                ("vllm:spec_decode_num_accepted_tokens", "counter", drafts * float(cfg["spec_acceptance"]))]
+        out = []
+        for name, kind, value in rows:
+            sample = name + "_total" if kind == "counter" else name
+            out += [f"# HELP {name} glmserve engine stand-in", f"# TYPE {name} {kind}", f"{sample}{label} {value}"]
+        return "\n".join(out) + "\n"
+
+    def _completion(self, cfg: dict, body: Any, chat: bool, stopping: Optional[threading.Event] = None) -> Reply:
         if not isinstance(body, dict):
             return self._error(400, "request body must be a JSON object", "BadRequestError")
         model = body.get("model")
@@ -276,7 +328,10 @@ class EngineStandin(HttpStandin):
         words = str(cfg["completion_text"]).split()
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         finish = "stop"
-        if isinstance(max_tokens, int) and 0 < max_tokens < len(words):
+        if isinstance(max_tokens, int) and body.get("ignore_eos") and max_tokens > 0:
+            # vLLM's ignore_eos: generate until max_tokens.
+            words, finish = [words[i % len(words)] for i in range(max_tokens)], "length"
+        elif isinstance(max_tokens, int) and 0 < max_tokens < len(words):
             words, finish = words[:max_tokens], "length"
         text = " ".join(words)
         usage = {"prompt_tokens": max(1, len(prompt_text.split())), "completion_tokens": len(words)}
@@ -286,8 +341,9 @@ class EngineStandin(HttpStandin):
         if body.get("stream"):
             return Reply(200, content_type="text/event-stream; charset=utf-8",
                          headers={"Cache-Control": "no-cache"},
-                         stream=self._stream(rid, created, model, words, finish, usage, chat,
-                                             bool((body.get("stream_options") or {}).get("include_usage"))))
+                         stream=self._paced(cfg, stopping or threading.Event(), self._stream(
+                             rid, created, model, words, finish, usage, chat,
+                             bool((body.get("stream_options") or {}).get("include_usage")))))
         tool = self._called_tool(body) if chat else None
         if tool is not None:
             name, arguments = tool
@@ -313,6 +369,39 @@ class EngineStandin(HttpStandin):
         return json_reply(200, {"id": rid, "object": obj, "created": created, "model": model,
                                 "choices": [choice], "usage": usage})
 
+    def _paced(self, cfg: dict, stopping: threading.Event, events: Iterator[tuple[bool, bytes]]) -> Iterator[bytes]:
+        """The events of a stream at the scripted pace: the first token after
+        ``first_token_delay``, then each token after 1/rate, where the rate is
+        ``tokens_per_second`` shared out once more than ``capacity`` streams are active."""
+        tps, cap = cfg["tokens_per_second"], cfg["capacity"]
+        first, due = True, time.monotonic() + float(cfg["first_token_delay"])
+        with self._lock:
+            self._active += 1
+        try:
+            for is_token, chunk in events:
+                if is_token:
+                    if not first and tps:
+                        # Each token is due 1/rate after the previous one was due, so the time
+                        # spent writing and parsing does not slow the scripted rate down. Only
+                        # streams past their first token share the decode rate.
+                        with self._lock:
+                            share = max(1.0, self._decoding / int(cap)) if cap else 1.0
+                        due += share / float(tps)
+                    wait = due - time.monotonic()
+                    if wait > 0 and stopping.wait(wait):
+                        return
+                    with self._lock:
+                        self._emitted += 1
+                        if first:
+                            self._decoding += 1
+                    first = False
+                yield chunk
+        finally:
+            with self._lock:
+                self._active -= 1
+                if not first:
+                    self._decoding -= 1
+
     @staticmethod
     def _called_tool(body: dict) -> Optional[tuple[str, dict]]:
         """The tool a model would call for this request: (name, arguments), or None."""
@@ -332,7 +421,8 @@ class EngineStandin(HttpStandin):
 
     @staticmethod
     def _stream(rid: str, created: int, model: str, words: list[str], finish: str, usage: dict,
-                chat: bool, include_usage: bool) -> Iterator[bytes]:
+                chat: bool, include_usage: bool) -> Iterator[tuple[bool, bytes]]:
+        """(carries a token, SSE event) pairs."""
         obj = "chat.completion.chunk" if chat else "text_completion"
 
         def event(choices: list, extra: Optional[dict] = None) -> bytes:
@@ -341,17 +431,17 @@ class EngineStandin(HttpStandin):
             return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
         if chat:
-            yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                          "finish_reason": None}])
+            yield False, event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                                 "finish_reason": None}])
         for i, w in enumerate(words):
             piece = w if i == 0 else " " + w
             if chat:
-                yield event([{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
+                yield True, event([{"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}])
             else:
-                yield event([{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}])
+                yield True, event([{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}])
         last = ({"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish} if chat
                 else {"index": 0, "text": "", "logprobs": None, "finish_reason": finish})
-        yield event([last])
+        yield False, event([last])
         if include_usage:
-            yield event([], {"usage": usage})
-        yield b"data: [DONE]\n\n"
+            yield False, event([], {"usage": usage})
+        yield False, b"data: [DONE]\n\n"

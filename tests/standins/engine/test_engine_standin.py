@@ -24,12 +24,14 @@ def engine():
 
 
 def test_health_is_503_until_startup_delay_then_200():
-    with EngineStandin(api_key=KEY, startup_delay=0.3) as e:
-        t0 = time.monotonic()
+    # No clock in the assertions: a delay far longer than the test, then none.
+    with EngineStandin(api_key=KEY, startup_delay=600) as e:
         assert httpx.get(e.url + "/health").status_code == 503
         assert httpx.get(e.url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 503
+        assert not e.is_healthy()
+        e.configure(startup_delay=0)
         wait_for(lambda: httpx.get(e.url + "/health").status_code == 200)
-        assert time.monotonic() - t0 >= 0.3
+        e.configure(startup_delay=600)
         e.reset_clock()
         assert httpx.get(e.url + "/health").status_code == 503
         assert not e.is_healthy()
@@ -193,3 +195,66 @@ def test_broken_tool_parser_fault_returns_the_call_as_plain_text(engine):
     assert message.content.startswith("<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris")
     with pytest.raises(ValueError, match="tool_parser must be one of"):
         engine.configure(tool_parser="flaky")
+
+
+def test_ignore_eos_streams_exactly_max_tokens_and_metrics_count_them(engine):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    engine.configure(spec_acceptance=0.6)
+    client = openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY, max_retries=0)
+    chunks = list(client.chat.completions.create(model=DEFAULT_MODEL, stream=True, max_tokens=25,
+                                                 stream_options={"include_usage": True},
+                                                 messages=[{"role": "user", "content": "hi"}],
+                                                 extra_body={"ignore_eos": True}))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) == 25 and chunks[-1].usage.completion_tokens == 25
+    r = httpx.get(engine.url + "/metrics")        # no key, like vLLM
+    assert r.status_code == 200
+    samples = {s.name: s.value for f in text_string_to_metric_families(r.text) for s in f.samples}
+    assert samples["vllm:generation_tokens_total"] == 25
+    assert samples["vllm:spec_decode_num_accepted_tokens_total"] / samples["vllm:spec_decode_num_draft_tokens_total"] \
+        == pytest.approx(0.6)
+    assert samples["vllm:num_requests_running"] == 0 and samples["vllm:num_requests_waiting"] == 0
+
+
+def test_fail_every_answers_every_nth_completion_with_a_500(engine):
+    engine.configure(fail_every=3)
+    client = openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY, max_retries=0)
+    outcomes = []
+    for _ in range(6):
+        try:
+            client.chat.completions.create(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "hi"}])
+            outcomes.append("ok")
+        except openai.InternalServerError:
+            outcomes.append("500")
+    assert outcomes == ["ok", "ok", "500", "ok", "ok", "500"]
+
+
+def test_streams_beyond_capacity_are_reported_waiting(engine):
+    """Six streams held at their first token against a capacity of two: the gauges say 2 running,
+    4 waiting, KV cache full (no clock in the assertion: the streams wait until released)."""
+    import threading
+
+    engine.configure(first_token_delay=30.0, capacity=2)
+    client = openai.OpenAI(base_url=engine.url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+
+    def one():
+        try:
+            for _ in client.chat.completions.create(model=DEFAULT_MODEL, stream=True,
+                                                    messages=[{"role": "user", "content": "hi"}]):
+                pass
+        except Exception:
+            pass
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(6)]
+    for t in threads:
+        t.start()
+
+    def gauges():
+        text = httpx.get(engine.url + "/metrics").text
+        values = {ln.split("{")[0]: float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if not ln.startswith("#")}
+        return values if values["vllm:num_requests_waiting"] == 4 else None
+
+    values = wait_for(gauges)
+    assert values["vllm:num_requests_running"] == 2 and values["vllm:kv_cache_usage_perc"] == 1.0
+    engine.stop()      # releases the held streams
