@@ -87,6 +87,8 @@ class AppRecord:
     deployment_tag: str = ""
     # tag -> function id, as published by the last AppPublish.
     function_ids: dict[str, str] = field(default_factory=dict)
+    # The App's own tags (App(tags=...), AppPublish, AppSetTags): key -> value.
+    tags: dict[str, str] = field(default_factory=dict)
 
     def lifecycle(self) -> api_pb2.AppLifecycle:
         return api_pb2.AppLifecycle(
@@ -222,10 +224,12 @@ class Inventory:
 
     # -- apps ----------------------------------------------------------------------------------
 
-    def create_app(self, name: str, environment: str, state: AppState) -> AppRecord:
+    def create_app(self, name: str, environment: str, state: AppState,
+                   tags: Optional[dict[str, str]] = None) -> AppRecord:
         with self._lock:
             environment, _ = self.environment(environment)
-            app = AppRecord(self._ids.new("ap"), name, environment, state, created_at=self._clock())
+            app = AppRecord(self._ids.new("ap"), name, environment, state, created_at=self._clock(),
+                            tags=dict(tags or {}))
             self.apps[app.app_id] = app
             return app
 
@@ -262,7 +266,8 @@ class Inventory:
             return max(named, key=lambda a: a.created_at, default=None)
 
     def publish_app(
-        self, app_id: str, *, name: str, state: AppState, function_ids: dict[str, str], tag: str
+        self, app_id: str, *, name: str, state: AppState, function_ids: dict[str, str], tag: str,
+        tags: Optional[dict[str, str]] = None,
     ) -> AppRecord:
         with self._lock:
             app = self.app(app_id)
@@ -277,6 +282,8 @@ class Inventory:
             app.state = state
             app.function_ids = dict(function_ids)
             app.deployment_tag = tag
+            if tags is not None:
+                app.tags = dict(tags)
             app.version += 1
             app.deployed_at = self._clock()
             return app
