@@ -135,7 +135,11 @@ def deploy_module(source: str, app_name: str, environment: Optional[str], strate
         finally:
             sys.modules.pop(module_name, None)
         try:
-            return app.app_id, getattr(module, SERVE_FUNCTION).get_web_url()
+            url = getattr(module, SERVE_FUNCTION).get_web_url()
+            if url:
+                return app.app_id, url
+            err = ModalError(f"Modal app {app_name!r} was deployed, but Modal gave its {SERVE_FUNCTION!r} function no "
+                             "web URL")
         except Exception as e:  # noqa: BLE001
             err = explain(e, f"reading the web URL of Modal app {app_name!r} after its deploy")
         try:
