@@ -96,6 +96,17 @@ def put_secret(name: str, values: dict[str, str], environment: Optional[str]) ->
         raise explain(e, f"creating Modal secret {name!r}") from None
 
 
+def secret_exists(name: str, environment: Optional[str]) -> bool:
+    modal = modal_module()
+    try:
+        modal.Secret.from_name(name, environment_name=environment_name(environment)).hydrate()
+    except modal.exception.NotFoundError:
+        return False
+    except Exception as e:  # noqa: BLE001
+        raise explain(e, f"looking up Modal secret {name!r}") from None
+    return True
+
+
 def delete_secret(name: str, environment: Optional[str]) -> None:
     modal = modal_module()
     try:

@@ -38,6 +38,13 @@ class ModalSecretProvider(ResourceProvider):
     def update(self, _id, olds, news):
         return UpdateResult(outs=self._put({**news, "where": olds.get("where")}))
 
+    def read(self, id_, props):
+        # Gone only when the workspace and environment it was created in say so.
+        m.check_where(props.get("where"), props.get("environment"), f"Modal secret {props['name']!r}")
+        if not m.secret_exists(props["name"], props.get("environment")):
+            return ReadResult(id_="", outs={})
+        return ReadResult(id_=id_, outs=props)
+
     def delete(self, _id, props):
         m.check_where(props.get("where"), props.get("environment"), f"Modal secret {props['name']!r}")
         m.delete_secret(props["name"], props.get("environment"))
