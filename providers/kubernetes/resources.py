@@ -42,6 +42,10 @@ def _fail(e: BaseException, action: str) -> Exception:
     return Exception(redact(str(err)))
 
 
+def _terminating(live: dict[str, Any]) -> bool:
+    return bool((live.get("metadata") or {}).get("deletionTimestamp"))
+
+
 def _stack_label(obj: dict[str, Any]) -> Optional[str]:
     return ((obj.get("metadata") or {}).get("labels") or {}).get(k.STACK_LABEL)
 
@@ -123,6 +127,13 @@ class KubeObjectProvider(ResourceProvider):
             if live is not None:
                 # On create: an interrupted earlier run of this stack instance, or someone else's.
                 self._check_owner(obj, live, known_owner)
+                if _terminating(live):
+                    # Its deletion (a destroy that was interrupted) finishes first: applying now
+                    # would only change an object that is about to go.
+                    _log(f"{k.describe(obj)} is still being deleted: waiting for it to go before applying")
+                    k.delete(c, obj, timeout=float(props.get("deleteTimeoutSeconds") or 600), log=_log,
+                             uid=(live.get("metadata") or {}).get("uid"))
+                    live = None
             out = k.apply(c, k.with_secret_data(self._labelled(obj, owner), values))
         except Exception as e:  # noqa: BLE001
             raise _fail(e, f"applying {k.describe(obj)}") from None
@@ -191,8 +202,8 @@ class KubeObjectProvider(ResourceProvider):
         # Gone only on positive evidence: a 404 from the very server (and context) it was
         # created in, or the name now held by an object of another owner (ours cannot exist
         # beside it). Any other answer, or another server, raised above.
-        if live is None:
-            return ReadResult(id_="", outs={})      # deleted out of band: up creates it again
+        if live is None or _terminating(live):
+            return ReadResult(id_="", outs={})      # deleted (or being deleted): up creates it again
         owner = props.get("owner") or None
         if owner and k.owner_of(live) != owner:
             _log(f"{k.describe(obj)} now belongs to someone else (owner {k.owner_of(live)}): this stack's object "

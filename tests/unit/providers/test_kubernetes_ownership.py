@@ -169,3 +169,15 @@ def test_a_hung_api_server_is_an_error_not_a_hang(monkeypatch, tmp_path):
     assert not t.is_alive(), "a Kubernetes API call hung on a server that never answers"
     assert outcome and isinstance(outcome[0], k.KubeError), outcome
     assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port} (timed out)" in str(outcome[0])
+
+
+def test_an_object_left_terminating_by_a_killed_destroy_is_gone_and_recreated_after_it_goes(monkeypatch):
+    kube = FakeCluster(monkeypatch)
+    kube.seed(OURS)
+    kube.objects["glm"]["metadata"]["deletionTimestamp"] = "2026-12-02T00:00:00Z"
+    here = {"server": SERVER, "context": "prod"}
+    assert KubeObjectProvider().read("id", props(where=here)).id == ""
+    KubeObjectProvider().create(props())
+    # The earlier deletion finished first (waited for by uid), then the object was applied anew.
+    assert kube.deleted == [("glm", "u-x")] and len(kube.applied) == 1
+    assert "deletionTimestamp" not in kube.objects["glm"]["metadata"]
