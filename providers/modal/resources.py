@@ -66,13 +66,13 @@ class ModalAppProvider(ResourceProvider):
     A deployed app of the same name with another owner is never deployed over, stopped or
     adopted; ``where`` (workspace, environment) is checked before anything is looked up."""
 
-    def _deploy(self, props: dict[str, Any], known_owner: Optional[str], legacy: bool = False) -> dict[str, Any]:
+    def _deploy(self, props: dict[str, Any], known_owner: Optional[str]) -> dict[str, Any]:
         name, env = props["appName"], props.get("environment")
         m.check_where(props.get("where"), env, f"Modal app {name!r}")
         here = props.get("where") or m.where(env)
         existing = m.deployed_app(name, env)
         # On create, a deployed app with this instance's tag is an interrupted earlier run.
-        if existing is not None and existing[1] != known_owner and not (legacy and existing[1] is None):
+        if existing is not None and existing[1] != known_owner:
             raise m.foreign_app(name, existing[1])
         app_id, url = m.deploy_module(props["source"], name, env, props.get("strategy") or "recreate",
                                       props.get("owner") or None)
@@ -90,8 +90,7 @@ class ModalAppProvider(ResourceProvider):
 
     def update(self, _id, olds, news):
         # State from before owner tags (no owner in olds): an untagged app of that name is this one.
-        return UpdateResult(outs=self._deploy({**news, "where": olds.get("where")}, olds.get("owner") or None,
-                                              legacy=not olds.get("owner")))
+        return UpdateResult(outs=self._deploy({**news, "where": olds.get("where")}, olds.get("owner") or None))
 
     def read(self, id_, props):
         name, env = props["appName"], props.get("environment")
