@@ -23,7 +23,7 @@ from providers.modal.options import MAX_TIMEOUT, ModalOptions
 
 # Modal object names are shorter than 64 characters (modal/_utils/name_utils.py, check_object_name).
 MAX_NAME = 63
-OWNER_PLACEHOLDER = "<owner>"
+OWNER_PLACEHOLDER = "OWNER"
 # Modal's accepted range for a function's scale-down window, in seconds.
 SCALEDOWN_RANGE = (2, 3600)
 
@@ -61,7 +61,7 @@ class ModalProvider(Provider):
         glmserve creates from a Pulumi secret value (or the generated API key). Modal has no
         tags on secrets, so the names glmserve creates carry the stack instance's identity:
         two checkouts of one stack never write each other's secret. Without a deployed
-        instance (render, diff) the identity shows as ``<owner>``."""
+        instance (render, diff) the identity shows as ``OWNER``."""
         app = self.app_name(spec, stack, project)
         owner = owner or OWNER_PLACEHOLDER
 

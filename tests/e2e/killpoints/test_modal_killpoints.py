@@ -30,9 +30,11 @@ FOREIGN_SECRET = f"{APP}-api-key"          # the name glmserve used before names
 FOREIGN_VALUES = {"VLLM_API_KEY": "sk-someone-elses-key-000000000000"}
 
 # The RPCs after which a crash can leave something in Modal that the state does not know
-# (or the state something Modal no longer has): the named secret's write, the app's creation
-# and its publish (the deploy proper), the app's stop and the secret's delete.
-MUTATING = {"SecretGetOrCreate", "AppCreate", "AppPublish", "AppStop", "SecretDelete"}
+# (or the state something Modal no longer has): at up the named secret's write, the app's
+# creation and its publish (the deploy proper); at destroy the app's stop and the secret's
+# delete. (SecretGetOrCreate is also the secret lookup destroy makes before deleting: a read.)
+UP_MUTATING = {"SecretGetOrCreate", "AppCreate", "AppPublish"}
+DESTROY_MUTATING = {"AppStop", "SecretDelete"}
 # Each call's first occurrence in a clean `up` and a clean `destroy` (the secret lookups the
 # deploy makes after the first SecretGetOrCreate are reads: killing there repeats point 1).
 UP_POINTS = [("SecretGetOrCreate", 1), ("AppCreate", 1), ("AppPublish", 1)]
@@ -108,9 +110,9 @@ def test_the_kill_points_are_every_mutating_call_of_up_and_destroy(scenario):
     start = len(s.switch.calls)
     assert s.run("destroy").returncode == 0
     down_calls = s.switch.calls[start:]
-    firsts = lambda calls: [p for p in kill_points(calls, MUTATING.__contains__) if p[1] == 1]  # noqa: E731
-    assert firsts(up_calls) == UP_POINTS, up_calls
-    assert firsts(down_calls) == DESTROY_POINTS, down_calls
+    firsts = lambda calls, kinds: [p for p in kill_points(calls, kinds.__contains__) if p[1] == 1]  # noqa: E731
+    assert firsts(up_calls, UP_MUTATING) == UP_POINTS, up_calls
+    assert firsts(down_calls, DESTROY_MUTATING) == DESTROY_POINTS, down_calls
     s.check_clean()
 
 
