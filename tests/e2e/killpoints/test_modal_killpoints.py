@@ -80,8 +80,10 @@ class Scenario:
     def check_matches_state(self) -> None:
         """Exactly what the state knows is alive: one app (the state's), the state's secrets."""
         res = self.state()
-        apps = [r["outputs"] for r in res if r["type"].endswith("ModalApp") and r.get("outputs")]
-        secrets = {r["outputs"]["name"] for r in res if r["type"].endswith("ModalSecret") and r.get("outputs")}
+        # Dynamic resources share one type token: told apart by their outputs.
+        outs = [r.get("outputs") or {} for r in res]
+        apps = [o for o in outs if "appName" in o and "source" in o]
+        secrets = {o["name"] for o in outs if "values" in o and "name" in o}
         deployed = self.deployed()
         assert len(deployed) == 1 and [a["app_id"] for a in apps] == [deployed[0].app_id], (deployed, apps)
         assert self.own_secrets() == secrets, (self.own_secrets(), secrets)
