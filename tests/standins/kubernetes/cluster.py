@@ -403,7 +403,7 @@ class CuttingProxy:
 
     MUTATING = ("POST", "PUT", "PATCH", "DELETE")
 
-    def __init__(self, cluster: "LocalCluster", cut_when=None, switch=None):
+    def __init__(self, cluster: "LocalCluster", cut_when=None, switch=None, port: int = 0):
         import http.server
 
         self.cluster = cluster
@@ -456,7 +456,7 @@ class CuttingProxy:
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cluster.pki / "server.crt"), str(cluster.pki / "server.key"))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
