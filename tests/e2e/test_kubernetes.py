@@ -376,7 +376,7 @@ def test_objects_of_another_owner_and_another_cluster_are_never_touched(cluster,
     """Issue 12: a same-named object of another stack instance stops `up` untouched; refresh and
     destroy through a kubeconfig that now leads elsewhere refuse instead of dropping state."""
     namespaces.append("glm-e2e-owner")
-    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-owner", wait=False)
+    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-owner")
     dyn = cluster.dynamic()
     dyn.resources.get(api_version="v1", kind="Namespace").create(body={
         "apiVersion": "v1", "kind": "Namespace",
