@@ -21,6 +21,9 @@ from infra.common.secrets import redact
 FIELD_MANAGER = "glmserve"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 STACK_LABEL = "glmserve.io/stack"
+# The stack instance's identity (infra/deploy/identity.py) on every object glmserve creates:
+# only objects that carry it are adopted, changed or deleted.
+OWNER_LABEL = "glmserve.dev/owner"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"   # pulumi.runtime.rpc.UNKNOWN
 
@@ -48,7 +51,8 @@ class KubeError(Exception):
 class Cluster:
     api: Any          # kubernetes.client.ApiClient
     dyn: Any          # kubernetes.dynamic.DynamicClient or None until first use
-    host: str
+    host: str         # the API server's URL
+    context: str      # the kubeconfig context it came from (resolved: never "whatever is current")
 
     def dynamic(self):
         if self.dyn is None:
@@ -92,10 +96,13 @@ def connect(cluster: dict[str, Any] | None) -> Cluster:
         cfg = client.Configuration()
         try:
             if path is not None:
+                if context is None:
+                    context = config.list_kube_config_contexts(config_file=path)[1]["name"]
                 config.load_kube_config(config_file=path, context=context, client_configuration=cfg,
                                         persist_config=False)
             elif os.environ.get("KUBERNETES_SERVICE_HOST"):
                 config.load_incluster_config(client_configuration=cfg)
+                context = IN_CLUSTER
             else:
                 raise KubeError("no Kubernetes credentials: set kubernetes.kubeconfig, KUBECONFIG, or create "
                                 "~/.kube/config (or run inside a cluster)")
@@ -107,9 +114,34 @@ def connect(cluster: dict[str, Any] | None) -> Cluster:
         # glmserve retries itself (below), with messages; the client should fail fast.
         cfg.retries = 0
         api = client.ApiClient(configuration=cfg)
-        c = Cluster(api=api, dyn=None, host=cfg.host)
+        _bound_every_request(api)
+        c = Cluster(api=api, dyn=None, host=cfg.host, context=context or "")
         _clusters[key] = c
         return c
+
+
+IN_CLUSTER = "(in-cluster)"
+
+
+def request_timeout() -> tuple[float, float]:
+    """(connect, read) seconds for one API request: the shared policy's timeout
+    (GLMSERVE_HTTP_TIMEOUT), connect at most 15 s."""
+    t = RetryPolicy.from_env().timeout
+    return min(t, 15.0), t
+
+
+def _bound_every_request(api: Any) -> None:
+    """Give every request of this client a timeout. The official client sends none unless
+    each call passes ``_request_timeout``, and the dynamic client's discovery never does:
+    a hung API server would hang `up` and `destroy` for ever. Its REST layer is the one place
+    every call (discovery included) goes through."""
+    rest = api.rest_client
+    send = rest.request
+
+    def request(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return send(*args, _request_timeout=_request_timeout or request_timeout(), **kwargs)
+
+    rest.request = request
 
 
 def _is_connection_error(e: BaseException) -> bool:
@@ -168,6 +200,11 @@ def _body(e: BaseException) -> dict[str, Any]:
         return json.loads(body) if isinstance(body, str) else dict(body)
     except (ValueError, TypeError):
         return {"message": str(body)}
+
+
+def owner_of(live: dict[str, Any]) -> Optional[str]:
+    """The stack instance identity a live object carries, or None."""
+    return ((live.get("metadata") or {}).get("labels") or {}).get(OWNER_LABEL)
 
 
 def describe(obj: dict[str, Any]) -> str:
@@ -286,17 +323,23 @@ def dry_run_change(c: Cluster, obj: dict[str, Any]) -> tuple[str, str]:
     return "update", ""
 
 
-def delete(c: Cluster, obj: dict[str, Any], timeout: float, log: Callable[[str], None]) -> None:
+def delete(c: Cluster, obj: dict[str, Any], timeout: float, log: Callable[[str], None],
+           uid: Optional[str] = None) -> None:
     """Delete (foreground: dependents first) and wait until the object is gone, finalizers
-    included. A missing object is already deleted."""
+    included. A missing object is already deleted. With ``uid`` the API server deletes only
+    that very object (a precondition), never one re-created under the same name since."""
     res = resource_for(c, obj)
     md = obj["metadata"]
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Foreground"}
+    if uid:
+        body["preconditions"] = {"uid": uid}
 
     def call():
         try:
-            res.delete(name=md["name"], namespace=md.get("namespace"), propagation_policy="Foreground")
+            res.delete(name=md["name"], namespace=md.get("namespace"), body=body)
         except Exception as e:  # noqa: BLE001
-            if _status(e) == 404:
+            # 404: already gone; 409 on a uid precondition: that object is gone, another has the name.
+            if _status(e) == 404 or (uid and _status(e) == 409):
                 return
             raise
     try:
@@ -312,8 +355,12 @@ def delete(c: Cluster, obj: dict[str, Any], timeout: float, log: Callable[[str],
             log(msg)
             said[0] = msg
 
-    live, gone = poll(lambda: get(c, obj), until=lambda v: v is None, interval=1.0, timeout=timeout,
-                      on_value=report)
+    def still_there() -> Optional[dict[str, Any]]:
+        live = get(c, obj)
+        same = live is not None and (not uid or (live.get("metadata") or {}).get("uid") == uid)
+        return live if same else None
+
+    live, gone = poll(still_there, until=lambda v: v is None, interval=1.0, timeout=timeout, on_value=report)
     if not gone:
         fin = ((live or {}).get("metadata") or {}).get("finalizers") or []
         raise KubeError(f"deleting {describe(obj)}: still present after {timeout:.0f} s"

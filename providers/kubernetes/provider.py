@@ -123,8 +123,19 @@ class KubernetesProvider(Provider):
         return {"name": name, "namespace": opts.namespace or name, "secret": f"{name}-secrets"}
 
     def cluster(self, spec: NodeSpec) -> dict[str, str]:
+        """Which cluster, made explicit at `up`: the kubeconfig, the context (the kubeconfig's
+        current one resolved to its name when kubernetes.context is not set) and the API server
+        it leads to. The objects record where they were created and refuse another server, so
+        switching the current context later is an error, not a second deployment elsewhere."""
+        from providers.kubernetes import client as k
+
         opts = self.options(spec)
-        return {"kubeconfig": opts.kubeconfig or "", "context": opts.context or ""}
+        cluster = {"kubeconfig": opts.kubeconfig or "", "context": opts.context or ""}
+        try:
+            c = k.connect(cluster)
+        except k.KubeError:
+            return cluster      # said again, with the same message, by the first object's create
+        return {**cluster, "context": "" if c.context == k.IN_CLUSTER else c.context, "server": c.host}
 
     # ------------------------------------------------------------------ rendering
     def _setup_script(self, spec: NodeSpec) -> list[str]:
@@ -338,7 +349,7 @@ class KubernetesProvider(Provider):
                 depends += [v for k, v in created.items() if k in ("Secret", "PersistentVolumeClaim")]
             if kind in ("Ingress", "HTTPRoute"):
                 depends += [created["Service"]]
-            res = KubeObject(kind)(res_name, manifest=doc, cluster=cluster,
+            res = KubeObject(kind)(res_name, manifest=doc, cluster=cluster, owner=ctx.owner,
                                    delete_timeout_seconds=max(600, spec.timeouts.startup_seconds // 6),
                                    opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=depends, **ro),
                                    **extra)

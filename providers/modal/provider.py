@@ -10,7 +10,7 @@ them, up to `modal.concurrentInputs` requests in flight per container.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from infra.common.errors import GlmserveError, Problem
 from infra.deploy.target import DeployContext, Endpoint
@@ -23,6 +23,9 @@ from providers.modal.options import MAX_TIMEOUT, ModalOptions
 from providers.modal.schedule import cron_functions, schedule_props
 from providers.modal.snapshot import snapshot_problems, snapshot_variables
 
+# Modal object names are shorter than 64 characters (modal/_utils/name_utils.py, check_object_name).
+MAX_NAME = 63
+OWNER_PLACEHOLDER = "OWNER"
 # Modal's accepted range for a function's scale-down window, in seconds.
 SCALEDOWN_RANGE = (2, 3600)
 
@@ -70,22 +73,32 @@ class ModalProvider(Provider):
     def app_name(self, spec: NodeSpec, stack: str, project: str) -> str:
         return self.options(spec).app_name or f"{project}-{stack}"
 
-    def secret_names(self, spec: NodeSpec, stack: str, project: str) -> dict[str, str]:
+    def secret_names(self, spec: NodeSpec, stack: str, project: str, owner: Optional[str] = None) -> dict[str, str]:
         """Which Modal secret carries each credential: the user's named one, or one that
-        glmserve creates from a Pulumi secret value (or the generated API key)."""
+        glmserve creates from a Pulumi secret value (or the generated API key). Modal has no
+        tags on secrets, so the names glmserve creates carry the stack instance's identity:
+        two checkouts of one stack never write each other's secret. Without a deployed
+        instance (render, diff) the identity shows as ``OWNER``."""
         app = self.app_name(spec, stack, project)
+        owner = owner or OWNER_PLACEHOLDER
+
+        def own(what: str) -> str:
+            suffix = f"-{what}-{owner}"
+            return app[: MAX_NAME - len(suffix)] + suffix
+
         names = {}
         hf = spec.secrets.hf_token
         if hf is not None:
-            names["hf_token"] = hf.name or f"{app}-hf-token"
+            names["hf_token"] = hf.name or own("hf-token")
         key = spec.secrets.api_key
-        names["api_key"] = key.name if key is not None and key.name else f"{app}-api-key"
+        names["api_key"] = key.name if key is not None and key.name else own("api-key")
         if spec.engine.secret_env_names:
-            names["engine_env"] = f"{app}-engine-env"
+            names["engine_env"] = own("engine-env")
         return names
 
     # ------------------------------------------------------------------ rendering
-    def deploy_variables(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> dict[str, Any]:
+    def deploy_variables(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str,
+                         owner: Optional[str] = None) -> dict[str, Any]:
         opts = self.options(spec)
         return {
             "stack": stack, "project": project,
@@ -102,7 +115,7 @@ class ModalProvider(Provider):
             "scaledown_window": spec.scaling.scaledown_window,
             "startup_timeout": spec.timeouts.startup_seconds,
             "timeout": opts.request_timeout_seconds,
-            "secret_names": list(self.secret_names(spec, stack, project).values()),
+            "secret_names": list(self.secret_names(spec, stack, project, owner).values()),
             "mount_path": spec.cache.mount_path,
             "volume": spec.cache.volume,
             "warm_crons": cron_functions(spec),
@@ -111,8 +124,9 @@ class ModalProvider(Provider):
             "port": spec.serving.port,
         }
 
-    def artifact(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str) -> str:
-        variables = self.deploy_variables(spec, command, stack, project)
+    def artifact(self, spec: NodeSpec, command: EngineCommand, stack: str, project: str,
+                 owner: Optional[str] = None) -> str:
+        variables = self.deploy_variables(spec, command, stack, project, owner)
         return environment().get_template("modal/app.py.j2").render(**variables)
 
     # ------------------------------------------------------------------ resources
@@ -123,25 +137,26 @@ class ModalProvider(Provider):
 
         spec, opts = ctx.spec, self.options(ctx.spec)
         app_name = self.app_name(spec, ctx.stack, ctx.project)
-        names = self.secret_names(spec, ctx.stack, ctx.project)
+        owner = pulumi.Output.from_input(ctx.owner)
+        names = owner.apply(lambda o: self.secret_names(spec, ctx.stack, ctx.project, o))
         child = pulumi.ResourceOptions(parent=ctx.parent)
         secrets = []
         if spec.secrets.hf_token is not None and spec.secrets.hf_token.value is not None:
-            secrets.append(ModalSecret(f"{app_name}-secret-hf-token", secret_name=names["hf_token"],
+            secrets.append(ModalSecret(f"{app_name}-secret-hf-token", secret_name=names.apply(lambda n: n["hf_token"]),
                                        values=ctx.hf_token.apply(lambda v: {HF_TOKEN_ENV: v}),
                                        environment=opts.environment, opts=child))
         if ctx.api_key is not None:
-            secrets.append(ModalSecret(f"{app_name}-secret-api-key", secret_name=names["api_key"],
+            secrets.append(ModalSecret(f"{app_name}-secret-api-key", secret_name=names.apply(lambda n: n["api_key"]),
                                        values=ctx.api_key.apply(lambda v: {ctx.command.api_key_env: v}),
                                        environment=opts.environment, opts=child))
         if ctx.secret_env:
             # engine.env values set with `pulumi config set --secret`: a Modal secret, never the module.
-            secrets.append(ModalSecret(f"{app_name}-secret-engine-env", secret_name=names["engine_env"],
+            secrets.append(ModalSecret(f"{app_name}-secret-engine-env", secret_name=names.apply(lambda n: n["engine_env"]),
                                        values=pulumi.Output.all(**ctx.secret_env),
                                        environment=opts.environment, opts=child))
-        source = self.artifact(spec, ctx.command, ctx.stack, ctx.project)
-        app = ModalApp(app_name, app_name=app_name, environment=opts.environment, source=source,
-                       secret_revision=sorted(names.values()), strategy=opts.deploy_strategy,
+        source = owner.apply(lambda o: self.artifact(spec, ctx.command, ctx.stack, ctx.project, o))
+        app = ModalApp(app_name, app_name=app_name, environment=opts.environment, source=source, owner=ctx.owner,
+                       secret_revision=names.apply(lambda n: sorted(n.values())), strategy=opts.deploy_strategy,
                        schedule=schedule_props(spec),
                        opts=pulumi.ResourceOptions(parent=ctx.parent, depends_on=secrets))
         return Endpoint(url=app.url, revision=app.revision,

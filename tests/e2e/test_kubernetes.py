@@ -360,11 +360,66 @@ def test_api_server_unreachable_mid_up_fails_clearly_and_state_knows_every_objec
     assert live <= known, (live, known)
     assert ("Deployment", "glmserve-k8s-prod") not in live | known
 
-    # With the server back, up finishes the job and destroy cleans up.
-    kc.write_text(cluster.kubeconfig_path.read_text())
+    # With the server back at the same address (the objects in state record which API server
+    # they live in), up finishes the job and destroy cleans up.
+    back = CuttingProxy(cluster, port=proxy.port)
+    try:
+        s.run("up")
+        assert s.live("apps/v1", "Deployment", "glmserve-k8s-prod") is not None
+        s.run("destroy")
+    finally:
+        back.close()
+
+
+def test_objects_of_another_owner_and_another_cluster_are_never_touched(cluster, project, engine_env, namespaces,
+                                                                      tmp_path):
+    """Issue 12: a same-named object of another stack instance stops `up` untouched; refresh and
+    destroy through a kubeconfig that now leads elsewhere refuse instead of dropping state."""
+    namespaces.append("glm-e2e-owner")
+    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-owner")
+    dyn = cluster.dynamic()
+    dyn.resources.get(api_version="v1", kind="Namespace").create(body={
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "glm-e2e-owner", "labels": {"glmserve.dev/owner": "gs" + "e" * 20}}})
+    up = s.run("up", check=False)
+    text = up.stdout + up.stderr
+    assert up.returncode == 1 and "Namespace glm-e2e-owner already exists and belongs to another glmserve stack " \
+        f"instance (owner gs{'e' * 20})" in text, text
+    ns = s.live("v1", "Namespace", "glm-e2e-owner", namespace=None)
+    assert ns["metadata"]["labels"]["glmserve.dev/owner"] == "gs" + "e" * 20
+    assert cluster.objects("glm-e2e-owner") == [], "nothing was created beside a foreign namespace"
+
+    # Its owner removes it; then the stack deploys, and every object carries the stack's owner.
+    dyn.resources.get(api_version="v1", kind="Namespace").delete(name="glm-e2e-owner")
+    while s.live("v1", "Namespace", "glm-e2e-owner", namespace=None) is not None:
+        time.sleep(0.5)
     s.run("up")
-    assert s.live("apps/v1", "Deployment", "glmserve-k8s-prod") is not None
+    owner = s.outputs()["owner"]
+    dep = s.live("apps/v1", "Deployment", "glmserve-k8s-prod")
+    assert dep["metadata"]["labels"]["glmserve.dev/owner"] == owner
+
+    # The kubeconfig now leads to another API server (a proxy: same cluster, another URL, which
+    # glmserve cannot tell from a different cluster): refresh and destroy refuse, state is kept.
+    proxy = CuttingProxy(cluster)
+    kc = tmp_path / "elsewhere.yaml"
+    kc.write_text(yaml.safe_dump(kubeconfig(cluster.pki, f"https://127.0.0.1:{proxy.port}")))
+    direct = s.env["KUBECONFIG"]
+    s.env["KUBECONFIG"] = str(kc)
+    try:
+        for op in ("refresh", "destroy"):
+            proc = s.run(op, check=False)
+            text = proc.stdout + proc.stderr
+            assert proc.returncode != 0, text
+            assert f"lives in the cluster at {cluster.server}" in text, text
+        assert s.live("apps/v1", "Deployment", "glmserve-k8s-prod") is not None
+    finally:
+        proxy.close()
+        s.env["KUBECONFIG"] = direct
+    s.run("refresh")
+    assert any((r.get("outputs") or {}).get("manifest", {}).get("kind") == "Deployment"
+               for r in s.state()["deployment"]["resources"])
     s.run("destroy")
+    assert cluster.objects("glm-e2e-owner") == []
 
 
 def test_rollout_without_gpu_nodes_times_out_naming_the_scheduler_reason(cluster, project, engine_env, namespaces):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -70,6 +71,11 @@ def up(env, **kw):
     return run_glmserve("up", "--stack", "modal-dev", env=env, **kw)
 
 
+def own_secret(env, project, what: str) -> str:
+    """The name of a secret glmserve created: it carries the stack instance's identity."""
+    return f"{APP}-{what}-{outputs(env, project)['owner']}"
+
+
 def deployed_function(modal_api):
     return function_definition(modal_api.last("FunctionCreate"))
 
@@ -89,9 +95,12 @@ def test_up_deploys_the_node_and_the_gate_passes(env, project, modal_api, engine
     scaling = autoscaler(fn)
     assert scaling["scaledown_window"] == 900 and scaling["max_containers"] == 1
 
-    secret_names = {modal_api.secret(n).secret_id: n for n in ("huggingface", f"{APP}-api-key")}
+    key_secret = own_secret(env, project, "api-key")
+    secret_names = {modal_api.secret(n).secret_id: n for n in ("huggingface", key_secret)}
     assert set(fn.secret_ids) == set(secret_names)
-    assert modal_api.secret(f"{APP}-api-key").values == {"VLLM_API_KEY": API_KEY}
+    assert modal_api.secret(key_secret).values == {"VLLM_API_KEY": API_KEY}
+    # The app carries the stack instance's identity as a tag.
+    assert modal_api.app(APP).tags == {"glmserve-owner": outputs(env, project)["owner"]}
     cache = modal_api.volume("huggingface-cache")
     assert volume_mounts(fn) == {"/root/.cache/huggingface": cache.volume_id}
 
@@ -161,10 +170,11 @@ def modal_cli(env, *args):
 
 def test_destroy_stops_the_app_and_is_idempotent(env, project, modal_api):
     up(env, check=True)
+    key_secret = own_secret(env, project, "api-key")
     down = run_glmserve("destroy", "--stack", "modal-dev", env=env, check=True)
     assert "deleted" in down.stdout
     assert all(a.state != AppState.DEPLOYED for a in modal_api.apps())
-    assert modal_api.secret(f"{APP}-api-key") is None, "glmserve's own secret is removed on destroy"
+    assert modal_api.secret(key_secret) is None, "glmserve's own secret is removed on destroy"
     assert modal_api.secret("huggingface") is not None, "a user's named secret is never deleted"
 
 
@@ -234,7 +244,7 @@ def test_hf_token_by_value_becomes_a_modal_secret_and_never_leaks(env, project, 
                env=env, project=project)
     set_config(env, project, "secrets.hfToken.value", planted, secret=True)
     proc = up(env, check=True)
-    created = modal_api.secret(f"{APP}-hf-token")
+    created = modal_api.secret(own_secret(env, project, "hf-token"))
     assert created is not None and created.values == {"HF_TOKEN": planted}
     assert created.secret_id in deployed_function(modal_api).secret_ids
     stack_file = (project / "stacks" / "Pulumi.modal-dev.yaml").read_text()
@@ -256,7 +266,7 @@ def test_generated_api_key_reaches_the_container_through_a_modal_secret(engine_e
     proc = up(env, check=True)
     key = outputs(env, project, secrets=True)["apiKey"]
     assert key.startswith("sk-glm-")
-    assert modal_api.secret(f"{APP}-api-key").values == {"VLLM_API_KEY": key}
+    assert modal_api.secret(own_secret(env, project, "api-key")).values == {"VLLM_API_KEY": key}
     assert key not in proc.stdout + proc.stderr
 
 
@@ -303,7 +313,7 @@ def test_the_gpu_snapshot_app_deploys_as_a_class_and_the_window_moves_its_autosc
     with ModalStandin(web_url="http://127.0.0.1:18000",
                       secrets={"glmserve-test-api-key": {"VLLM_API_KEY": API_KEY}}) as api:
         with modal_client_env(api, tmp_path / "modal.toml"):
-            _, url = deploy_module(source, "snap", None, "recreate")
+            _, url = deploy_module(source, "snap", None, "recreate", None)
             set_min_containers("snap", None, 1, in_class=True)
         functions = api.functions("snap")
         assert set(functions) == {"Engine.*", "warm_window_0_start", "warm_window_0_end"}
@@ -314,3 +324,82 @@ def test_the_gpu_snapshot_app_deploys_as_a_class_and_the_window_moves_its_autosc
         request = api.last("FunctionUpdateSchedulingParams")
         assert request.function_id == functions["Engine.*"].function_id and request.settings.min_containers == 1
         assert api.unimplemented() == []
+
+
+# ----------------------------------------------------------------------------- ownership (issue 12)
+
+def second_checkout(env, project, tmp_path) -> dict:
+    """Another checkout of the same stack with its own local state backend: same stack name,
+    same app name, another stack instance."""
+    other = tmp_path / "checkout-2"
+    shutil.copytree(project, other)
+    (tmp_path / "state-2").mkdir()
+    env2 = {**env, "GLMSERVE_PROJECT_DIR": str(other), "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state-2'}"}
+    run_pulumi("stack", "init", "modal-dev", "--secrets-provider", "passphrase", env=env2, project=other)
+    return env2
+
+
+def test_a_second_checkout_fails_clearly_and_the_first_keeps_working(env, project, modal_api, tmp_path):
+    up(env, check=True)
+    first = modal_api.app(APP)
+    owner = outputs(env, project)["owner"]
+    key_secret = modal_api.secret(own_secret(env, project, "api-key"))
+    env2 = second_checkout(env, project, tmp_path)
+    proc = up(env2)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert f"Modal app '{APP}' is already deployed and belongs to another glmserve stack instance (owner {owner})" \
+        in text, text
+    assert "Traceback" not in text
+    # The first checkout's app and secret are untouched: same app, deployed once, same values.
+    assert modal_api.app(APP).app_id == first.app_id and modal_api.app(APP).version == first.version
+    assert modal_api.app(APP).state == AppState.DEPLOYED and modal_api.app(APP).tags["glmserve-owner"] == owner
+    assert modal_api.secret(key_secret.name).values == {"VLLM_API_KEY": API_KEY}
+    # The second destroys only what it created; the first still refreshes and updates cleanly.
+    run_glmserve("destroy", "--stack", "modal-dev", env=env2, check=True)
+    assert modal_api.app(APP).state == AppState.DEPLOYED and modal_api.secret(key_secret.name) is not None
+    run_glmserve("refresh", "--stack", "modal-dev", env=env, check=True)
+    up(env, check=True)
+    assert modal_api.app(APP).app_id == first.app_id
+
+
+def test_refresh_through_another_workspace_fails_and_keeps_the_app_in_state(env, project, modal_api):
+    up(env, check=True)
+    modal_api.set_workspace("someone-else")
+    proc = run_glmserve("refresh", "--stack", "modal-dev", env=env)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text
+    assert "was created in Modal workspace 'standin', environment 'main'" in text, text
+    assert "workspace 'someone-else'" in text
+    down = run_glmserve("destroy", "--stack", "modal-dev", env=env)
+    assert down.returncode != 0 and modal_api.app(APP).state == AppState.DEPLOYED
+    # Back in the right workspace, the app is still in state and destroy stops it.
+    modal_api.set_workspace("standin")
+    run_glmserve("refresh", "--stack", "modal-dev", env=env, check=True)
+    assert outputs(env, project)["appId"] == modal_api.app(APP).app_id
+    run_glmserve("destroy", "--stack", "modal-dev", env=env, check=True)
+    assert modal_api.app(APP).state == AppState.STOPPED
+
+
+def test_a_foreign_app_of_the_same_name_is_never_stopped_or_adopted(env, project, modal_api, tmp_path):
+    """An app someone deployed by hand under the stack's app name (no owner tag)."""
+    path = tmp_path / "theirs.py"
+    path.write_text("import modal\napp = modal.App('x')\n\n@app.function()\ndef f():\n    pass\n")
+    deployed = modal_cli(env, "deploy", "--name", APP, str(path))
+    assert deployed.returncode == 0, deployed.stderr
+    theirs = modal_api.app(APP)
+    proc = up(env)
+    assert proc.returncode == 1
+    assert "belongs to someone else (no glmserve owner tag)" in proc.stdout + proc.stderr
+    run_glmserve("destroy", "--stack", "modal-dev", env=env, check=True)
+    assert modal_api.app(APP).app_id == theirs.app_id and modal_api.app(APP).state == AppState.DEPLOYED
+
+
+def test_a_deploy_without_a_web_url_stops_the_app_before_failing(env, project, modal_api):
+    """Output building after the remote deploy fails: the app must not run outside state."""
+    modal_api.set_web_url("")
+    proc = up(env)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 1, text
+    assert "gave its 'serve' function no web URL" in text and "the app was stopped again" in text, text
+    assert not [a for a in modal_api.apps() if a.state == AppState.DEPLOYED]

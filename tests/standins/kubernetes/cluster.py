@@ -395,13 +395,20 @@ class CuttingProxy:
     It terminates TLS with the API server's own certificate and forwards each request with
     the admin client certificate. The first request for which ``cut_when(method, path)`` is
     true is not forwarded: its connection is dropped, the listening socket is closed, and
-    every later connection is refused, as if the server died just before that request."""
+    every later connection is refused, as if the server died just before that request.
 
-    def __init__(self, cluster: "LocalCluster", cut_when):
+    With a ``switch`` (tests/standins/killswitch.py), every mutating request the API server
+    carried out (not a dry run) is recorded as ``"METHOD /path"`` after the server answered and
+    before the answer is passed on: the kill points of the Kubernetes provider."""
+
+    MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+
+    def __init__(self, cluster: "LocalCluster", cut_when=None, switch=None, port: int = 0):
         import http.server
 
         self.cluster = cluster
-        self.cut_when = cut_when
+        self.cut_when = cut_when or (lambda method, path: False)
+        self.switch = switch
         self.cut = threading.Event()
         self.forwarded: list[tuple[str, str]] = []
         proxy = self
@@ -432,6 +439,10 @@ class CuttingProxy:
                 resp = conn.getresponse()
                 data = resp.read()
                 proxy.forwarded.append((self.command, self.path))
+                path, _, query = self.path.partition("?")
+                if proxy.switch is not None and self.command in proxy.MUTATING and "dryRun" not in query \
+                        and resp.status < 400:
+                    proxy.switch.record(f"{self.command} {path}")
                 self.send_response(resp.status, resp.reason)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -445,7 +456,7 @@ class CuttingProxy:
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cluster.pki / "server.crt"), str(cluster.pki / "server.key"))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]

@@ -78,6 +78,10 @@ class ControlPlane:
     async def ClientHello(self, req: empty_pb2.Empty) -> api_pb2.ClientHelloResponse:
         return api_pb2.ClientHelloResponse(image_builder_version=self.image_builder_version)
 
+    async def WorkspaceNameLookup(self, req: empty_pb2.Empty) -> api_pb2.WorkspaceNameLookupResponse:
+        """Workspace.from_context(): the workspace the token belongs to."""
+        return api_pb2.WorkspaceNameLookupResponse(workspace_name=self.workspace, username=self.workspace)
+
     async def EnvironmentGetOrCreate(
         self, req: api_pb2.EnvironmentGetOrCreateRequest
     ) -> api_pb2.EnvironmentGetOrCreateResponse:
@@ -116,7 +120,7 @@ class ControlPlane:
 
     async def AppCreate(self, req: api_pb2.AppCreateRequest) -> api_pb2.AppCreateResponse:
         state = AppState.from_proto(req.app_state) if req.app_state else AppState.INITIALIZING
-        app = self.inv.create_app(req.description, req.environment_name, state)
+        app = self.inv.create_app(req.description, req.environment_name, state, dict(req.tags))
         page = self._page_url(app)
         return api_pb2.AppCreateResponse(app_id=app.app_id, app_page_url=page, app_logs_url=page + "/logs")
 
@@ -177,11 +181,19 @@ class ControlPlane:
         app = self.inv.publish_app(
             req.app_id, name=req.name, state=state, function_ids=dict(req.function_ids), tag=req.deployment_tag,
             class_ids=dict(req.class_ids),
+            tags=dict(req.tags),
         )
         return api_pb2.AppPublishResponse(url=self._page_url(app), deployed_at=app.deployed_at)
 
     async def AppClientDisconnect(self, req: api_pb2.AppClientDisconnectRequest) -> empty_pb2.Empty:
         self.inv.disconnect_app(req.app_id)
+        return empty_pb2.Empty()
+
+    async def AppGetTags(self, req: api_pb2.AppGetTagsRequest) -> api_pb2.AppGetTagsResponse:
+        return api_pb2.AppGetTagsResponse(tags=self.inv.app(req.app_id).tags)
+
+    async def AppSetTags(self, req: api_pb2.AppSetTagsRequest) -> empty_pb2.Empty:
+        self.inv.app(req.app_id).tags = dict(req.tags)
         return empty_pb2.Empty()
 
     async def AppStop(self, req: api_pb2.AppStopRequest) -> empty_pb2.Empty:

@@ -92,6 +92,8 @@ class AppRecord:
     function_ids: dict[str, str] = field(default_factory=dict)
     # class name -> class id (a @app.cls), as published by the last AppPublish.
     class_ids: dict[str, str] = field(default_factory=dict)
+    # The App's own tags (App(tags=...), AppPublish, AppSetTags): key -> value.
+    tags: dict[str, str] = field(default_factory=dict)
 
     def lifecycle(self) -> api_pb2.AppLifecycle:
         return api_pb2.AppLifecycle(
@@ -227,10 +229,12 @@ class Inventory:
 
     # -- apps ----------------------------------------------------------------------------------
 
-    def create_app(self, name: str, environment: str, state: AppState) -> AppRecord:
+    def create_app(self, name: str, environment: str, state: AppState,
+                   tags: Optional[dict[str, str]] = None) -> AppRecord:
         with self._lock:
             environment, _ = self.environment(environment)
-            app = AppRecord(self._ids.new("ap"), name, environment, state, created_at=self._clock())
+            app = AppRecord(self._ids.new("ap"), name, environment, state, created_at=self._clock(),
+                            tags=dict(tags or {}))
             self.apps[app.app_id] = app
             return app
 
@@ -269,6 +273,7 @@ class Inventory:
     def publish_app(
         self, app_id: str, *, name: str, state: AppState, function_ids: dict[str, str], tag: str,
         class_ids: Optional[dict[str, str]] = None,
+        tags: Optional[dict[str, str]] = None,
     ) -> AppRecord:
         with self._lock:
             app = self.app(app_id)
@@ -284,6 +289,8 @@ class Inventory:
             app.function_ids = dict(function_ids)
             app.class_ids = dict(class_ids or {})
             app.deployment_tag = tag
+            if tags is not None:
+                app.tags = dict(tags)
             app.version += 1
             app.deployed_at = self._clock()
             return app

@@ -17,6 +17,8 @@ from grpclib import Status
 from grpclib.server import Server
 from modal_proto import api_pb2
 
+from tests.standins.killswitch import KillSwitch
+
 from .blobs import BlobServer
 from .control_plane import DEFAULT_IMAGE_BUILDER_VERSION, ControlPlane
 from .faults import Fault, FaultPlan
@@ -60,6 +62,7 @@ class ModalStandin:
         image_builder_version: what the environment reports; must be one modal 1.6.4 accepts.
         port: gRPC port; 0 picks a free one (read it back from `.url`).
         seed: makes generated ids reproducible.
+        switch: a KillSwitch told of every (unary) RPC carried out, before its answer is sent.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class ModalStandin:
         image_builder_version: str = DEFAULT_IMAGE_BUILDER_VERSION,
         port: int = 0,
         seed: Optional[int] = None,
+        switch: Optional[KillSwitch] = None,
     ):
         self.inventory = Inventory(environments=environments, web_url=_as_factory(web_url), seed=seed)
         self.request_log = RequestLog()
@@ -81,6 +85,7 @@ class ModalStandin:
             self.inventory, self._blobs.url_for, image_builder_version=image_builder_version
         )
         self._credentials = credentials
+        self.switch = switch
         self._port = port
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
@@ -119,7 +124,7 @@ class ModalStandin:
 
     async def _start_servers(self) -> None:
         await self._blobs.start()
-        service = ModalService(self._control_plane, self.request_log, self.faults, self._credentials)
+        service = ModalService(self._control_plane, self.request_log, self.faults, self._credentials, self.switch)
         self._server = Server([service])
         sock = bound_socket(HOST, self._port)
         await self._server.start(sock=sock)
@@ -256,6 +261,10 @@ class ModalStandin:
     def uploaded_files(self) -> dict[str, bytes]:
         """Remote path -> bytes of every file the client uploaded into a mount (e.g. /root/app.py)."""
         return self.inventory.uploaded_files()
+
+    def set_workspace(self, workspace: str) -> None:
+        """The workspace the token leads to from now on (as if it were another workspace's token)."""
+        self._control_plane.workspace = workspace
 
     def set_web_url(self, web_url: Union[str, WebUrlFactory]) -> None:
         self.inventory.web_url = _as_factory(web_url)

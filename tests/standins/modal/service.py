@@ -31,11 +31,15 @@ class ModalService(api_grpc.ModalClientBase):
         requests: RequestLog,
         faults: FaultPlan,
         credentials: Optional[tuple[str, str]] = None,
+        switch: Any = None,
     ):
         self._impl = control_plane
         self._requests = requests
         self._faults = faults
         self._credentials = credentials
+        # A KillSwitch (tests/standins/killswitch.py): told of every RPC carried out, before
+        # its answer is sent, so a test can kill the caller at that very moment.
+        self._switch = switch
 
     def _check_credentials(self, metadata: Any) -> None:
         if self._credentials is None:
@@ -59,7 +63,10 @@ class ModalService(api_grpc.ModalClientBase):
                 async for reply in method(request):
                     await stream.send_message(reply)
             else:
-                await stream.send_message(await method(request))
+                reply = await method(request)
+                if self._switch is not None:
+                    self._switch.record(rpc)
+                await stream.send_message(reply)
         except GRPCError as exc:
             call.status, call.error = exc.status, exc.message or ""
             raise

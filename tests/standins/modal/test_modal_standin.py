@@ -512,3 +512,42 @@ def test_ids_have_modal_prefixes(standin, tmp_path, app_file):
     for prefix, object_id in ids.items():
         head, _, tail = object_id.partition("-")
         assert head == prefix and len(tail) == 22 and tail.isalnum(), object_id
+
+
+# -- ownership: tags, workspace, kill switch ---------------------------------------------------
+
+
+def test_app_tags_travel_with_the_deploy_and_read_back(standin, tmp_path, app_file, modal_env):
+    import modal
+
+    module = import_module_from_path(app_file)
+    module.app.include(modal.App(tags={"glmserve-owner": "gs01"}), inherit_tags=True)
+    module.app.deploy(name=APP_NAME)
+    assert standin.app(APP_NAME).tags == {"glmserve-owner": "gs01"}
+    looked_up = modal.App.lookup(APP_NAME)
+    assert looked_up.get_tags() == {"glmserve-owner": "gs01"}
+    looked_up.set_tags({"team": "x"})
+    assert standin.app(APP_NAME).tags == {"team": "x"}
+
+
+def test_workspace_is_what_the_token_leads_to(standin, modal_env):
+    import modal
+
+    ws = modal.Workspace.from_context()
+    ws.hydrate()
+    assert ws.name == "standin"
+    standin.set_workspace("other")
+    ws = modal.Workspace.from_context()
+    ws.hydrate()
+    assert ws.name == "other"
+
+
+def test_the_kill_switch_hears_each_call_before_its_answer(tmp_path):
+    from tests.standins.killswitch import KillSwitch
+
+    switch = KillSwitch()
+    with ModalStandin(switch=switch) as api, modal_client_env(api, tmp_path / "no-modal.toml"):
+        import modal
+
+        modal.Secret._create_deployed("s", {"K": "v"}, overwrite=True)
+    assert "SecretGetOrCreate" in switch.calls and switch.fired is None
