@@ -481,6 +481,53 @@ def rollout_state(live: dict[str, Any]) -> tuple[bool, str]:
     return True, "no rollout"
 
 
+def _container_view(c: dict[str, Any], template_env: list[dict[str, Any]]) -> tuple:
+    env = [e for e in c.get("env") or [] if e in template_env]
+    return c.get("image"), c.get("command"), c.get("args"), env
+
+
+def lws_pods_current(c: Cluster, live: dict[str, Any], selector: str) -> tuple[bool, str]:
+    """Whether every pod of a LeaderWorkerSet is ready and runs its current template, by role.
+
+    The LWS status has no observedGeneration: right after a change it still shows the old
+    groups as ready and updated until the controller has reconciled. The pods say it directly:
+    all ``replicas x size`` of them exist and are Ready, none is being deleted, and each
+    container has the image, command, args and env of its role's template (the env LWS's
+    webhook adds aside)."""
+    spec = live.get("spec") or {}
+    tmpl = spec.get("leaderWorkerTemplate") or {}
+    want = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1) * int(tmpl.get("size") or 1)
+    roles = {"leader": tmpl.get("leaderTemplate") or tmpl.get("workerTemplate") or {},
+             "worker": tmpl.get("workerTemplate") or {}}
+    pods = list_objects(c, "v1", "Pod", live["metadata"]["namespace"], selector)
+    stale = 0
+    for p in pods:
+        role = "leader" if ((p["metadata"].get("labels") or {}).get("leaderworkerset.sigs.k8s.io/worker-index")
+                            == "0") else "worker"
+        want_c = ((roles[role].get("spec") or {}).get("containers") or [])
+        have_c = ((p.get("spec") or {}).get("containers") or [])
+        same = len(want_c) == len(have_c) and all(
+            _container_view(h, w.get("env") or []) == _container_view(w, w.get("env") or [])
+            for w, h in zip(want_c, have_c))
+        ready = any(x.get("type") == "Ready" and x.get("status") == "True"
+                    for x in (p.get("status") or {}).get("conditions") or [])
+        if p["metadata"].get("deletionTimestamp") or not same or not ready:
+            stale += 1
+    if len(pods) == want and stale == 0:
+        return True, ""
+    return False, f"{len(pods) - stale}/{want} pods ready on the current template"
+
+
+def workload_state(c: Cluster, live: dict[str, Any], selector: str) -> tuple[bool, str]:
+    """rollout_state, and for a LeaderWorkerSet also :func:`lws_pods_current`."""
+    done, progress = rollout_state(live)
+    if done and live.get("kind") == "LeaderWorkerSet":
+        current, why = lws_pods_current(c, live, selector)
+        if not current:
+            return False, f"{progress}; {why}"
+    return done, progress
+
+
 def pod_problems(c: Cluster, namespace: str, selector: str) -> list[str]:
     """Why pods of a workload are not ready: scheduling, image pulls, crashes."""
     out = []
@@ -519,7 +566,7 @@ def wait_rollout(c: Cluster, obj: dict[str, Any], selector: str, timeout: float,
         live = get(c, obj)
         if live is None:
             raise KubeError(f"{describe(obj)} disappeared while waiting for its rollout")
-        done, progress = rollout_state(live)
+        done, progress = workload_state(c, live, selector)
         if not done:
             problems[:] = pod_problems(c, obj["metadata"]["namespace"], selector)
         return live, done, progress

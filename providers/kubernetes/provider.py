@@ -120,7 +120,11 @@ class KubernetesProvider(Provider):
     def names(self, spec: NodeSpec, stack: str, project: str) -> dict[str, str]:
         opts = self.options(spec)
         name = opts.name or dns_name(f"{project}-{stack}")
-        return {"name": name, "namespace": opts.namespace or name, "secret": f"{name}-secrets"}
+        # A LeaderWorkerSet has a name of its own: the LWS controller makes a headless Service
+        # named after it (the pods' DNS subdomain, LWS_LEADER_ADDRESS) and would otherwise take
+        # glmserve's Service, which selects only the leaders, for it.
+        workload = f"{name}-lws" if self.workload(spec) == "LeaderWorkerSet" else name
+        return {"name": name, "namespace": opts.namespace or name, "secret": f"{name}-secrets", "workload": workload}
 
     def cluster(self, spec: NodeSpec) -> dict[str, str]:
         """Which cluster, made explicit at `up`: the kubeconfig, the context (the kubeconfig's
@@ -263,7 +267,8 @@ class KubernetesProvider(Provider):
             gateway = {"parent_refs": [ref], "hostnames": opts.gateway.hostnames, "path": opts.gateway.path}
         return {
             "stack": stack, "project": project,
-            "name": name, "namespace": namespace, "create_namespace": opts.create_namespace,
+            "name": name, "workload_name": n["workload"], "namespace": namespace,
+            "create_namespace": opts.create_namespace,
             "labels": labels, "selector": selector, "pod_labels": role_labels,
             "pod_annotations": dict(opts.pod_annotations),
             "service_selector": service_selector,
@@ -361,7 +366,7 @@ class KubernetesProvider(Provider):
         service_url = f"http://{name}.{namespace}.svc.cluster.local:{spec.serving.port}"
         outputs: dict[str, Any] = {
             "namespace": namespace,
-            "workload": f"{workload[0]['kind']}/{name}",
+            "workload": f"{workload[0]['kind']}/{names['workload']}",
             "replicas": self.replicas(spec),
             "nodesPerReplica": spec.nodes,
             "serviceUrl": service_url,
@@ -376,7 +381,8 @@ class KubernetesProvider(Provider):
             selector = ",".join(f"{k}={v}" for k, v in self.deploy_variables(
                 spec, ctx.command, ctx.stack, ctx.project)["selector"].items())
             rollout = Rollout(f"{name}-rollout", workload={"apiVersion": doc["apiVersion"], "kind": doc["kind"],
-                                                           "metadata": {"name": name, "namespace": namespace}},
+                                                           "metadata": {"name": names["workload"],
+                                                                        "namespace": namespace}},
                               selector=selector, cluster=cluster, generation=res.generation, uid=res.uid,
                               timeout_seconds=spec.timeouts.startup_seconds,
                               poll_seconds=opts.rollout_poll_seconds,

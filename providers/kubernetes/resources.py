@@ -9,7 +9,8 @@
 * ``Rollout``: waits until a workload's pods are updated and ready, logging progress, and
   fails with the pods' reasons (e.g. the scheduler's "Insufficient nvidia.com/gpu") when
   ``timeouts.startupSeconds`` runs out. It is a resource of its own, like the readiness gate:
-  a workload that does not become ready is still in state, so `destroy` removes it.
+  a workload that does not become ready is still in state, so `destroy` removes it. Refresh
+  reads whether the pods are ready now; when not, the next `up` waits for them again.
 
 Secret values travel only in ``secretData``, a Pulumi secret input and output (encrypted in
 state), and reach the API server as the Secret's base64 ``data``.
@@ -290,10 +291,27 @@ class RolloutProvider(ResourceProvider):
 
     def diff(self, _id, olds, news):
         keys = ("workload", "generation", "uid", "selector")
-        return DiffResult(changes=any(olds.get(x) != news.get(x) for x in keys), replaces=[])
+        # ready False: a refresh found the pods not ready (e.g. a LeaderWorkerSet group being
+        # recreated after a pod failed): up waits for them again.
+        changed = any(olds.get(x) != news.get(x) for x in keys) or olds.get("ready") is False
+        return DiffResult(changes=changed, replaces=[])
 
     def update(self, _id, _olds, news):
         return UpdateResult(outs=self._wait(news))
+
+    def read(self, id_, props):
+        """Refresh: the workload's pods as they are now (not waiting)."""
+        ref = k.normalize(props["workload"])
+        try:
+            c = k.connect(props.get("cluster"))
+            live = k.get(c, ref)
+            done, progress = k.workload_state(c, live, props["selector"]) if live else (False, "missing")
+        except Exception as e:  # noqa: BLE001
+            raise _fail(e, f"reading {k.describe(ref)}") from None
+        if done:    # unchanged: the status of the last wait stands
+            return ReadResult(id_=id_, outs=props)
+        _log(f"{k.describe(ref)} is not ready: {progress}")
+        return ReadResult(id_=id_, outs={**props, "ready": False, "status": progress})
 
     def delete(self, _id, _props):
         return None

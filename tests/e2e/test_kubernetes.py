@@ -240,47 +240,7 @@ def test_config_edit_updates_in_place_and_an_immutable_change_replaces(cluster, 
     s.run("destroy")
 
 
-def test_multinode_stack_creates_a_leaderworkerset_consistent_with_the_plan(cluster, project, engine_env, namespaces):
-    if not cluster.lws:
-        skip_unless_ci("the LeaderWorkerSet CRD (sigs.k8s.io/lws module zip) could not be fetched",
-                       opt_out_env="GLMSERVE_SKIP_K8S_BUILD")
-    # No LWS controller runs here: nothing would ever roll out, so no rollout wait.
-    namespaces.append("glm-e2e-lws")
-    s = make_stack("k8s-multinode", project, engine_env, cluster, "glm-e2e-lws")
-    s.kube(wait=False)
-    s.run("up")
-    from infra.engine.render import render
-
-    spec = s.spec()
-    argv = render(spec).argv
-    lws = s.live("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "glmserve-k8s-multinode")
-    tmpl = lws["spec"]["leaderWorkerTemplate"]
-    leader, worker = container(lws, "leaderTemplate"), container(lws, "workerTemplate")
-    assert leader["args"] == argv
-    assert argv[argv.index("--pipeline-parallel-size") + 1] == "2"
-    assert argv[argv.index("--tensor-parallel-size") + 1] == "8"
-    assert argv[argv.index("--distributed-executor-backend") + 1] == "ray"
-    assert "ray start --head --port=6379" in leader["command"][2]
-    assert "LWS_GROUP_SIZE" in leader["command"][2] and leader["command"][2].rstrip().endswith('exec "$@"')
-    assert 'ray start --address="$LWS_LEADER_ADDRESS:6379" --block' in worker["command"][2]
-    assert leader["resources"]["limits"]["nvidia.com/gpu"] == worker["resources"]["limits"]["nvidia.com/gpu"] == "8"
-    assert "startupProbe" in leader and "startupProbe" not in worker
-    assert tmpl["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1600Gi"
-    svc = s.live("v1", "Service", "glmserve-k8s-multinode")
-    assert svc["spec"]["selector"]["glmserve.io/role"] == "leader"
-
-    # The planner's view of the same stack: nodes x GPUs per node = the LWS group's GPUs = TP x PP.
-    plan = json.loads(run_glmserve("plan", "--stack", "k8s-multinode", "--json",
-                                   env={**s.env}, check=False).stdout)
-    assert plan["fits"] is True
-    assert plan["gpu"]["nodes"] == tmpl["size"] == 2
-    assert plan["gpu"]["count"] == int(leader["resources"]["limits"]["nvidia.com/gpu"])
-    assert plan["serving"]["pipeline_parallel_size"] * plan["serving"]["tensor_parallel_size"] == \
-        plan["gpu"]["nodes"] * plan["gpu"]["count"]
-    out = s.outputs()
-    assert out["nodesPerReplica"] == 2 and out["capacity"]["fits"] is True
-    s.run("destroy")
-    assert s.live("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "glmserve-k8s-multinode") is None
+# The k8s-multinode stack (LeaderWorkerSet, with the LWS controller): test_kubernetes_multinode.py.
 
 
 def test_destroy_leaves_nothing_glmserve_created_in_the_namespace(cluster, project, engine_env, namespaces):

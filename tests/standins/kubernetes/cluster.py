@@ -9,7 +9,11 @@
 * fake nodes with ``nvidia.com/gpu: 8`` allocatable, whose pods are made Running and Ready by
   :class:`FakeKubelet` below (a few lines of Python doing the part of kwok these tests need), or
   by kwok when asked for (``GLMSERVE_K8S_KWOK=1``, built with ``--with-kwok``);
-* the LeaderWorkerSet CRD, applied server-side from the sigs.k8s.io/lws module zip.
+* the LeaderWorkerSet CRD, applied server-side from the sigs.k8s.io/lws module zip, and, when
+  ``lws-controller`` is built (same script), the LWS controller itself with its admission
+  webhooks: see :meth:`LocalCluster.start_lws_controller` for how the API server reaches them;
+* :class:`ServiceForward`: what ``kubectl port-forward service/...`` gives, for the readiness
+  gate (no kube-proxy, no pod network here).
 
 Certificates (a CA, the API server's serving certificate, an admin client certificate in
 system:masters) and the service-account signing key are generated with openssl into a
@@ -43,7 +47,8 @@ INSTALL_HINT = ("build them once with `scripts/install-k8s-test-cluster` (`make 
                 "kube-apiserver, kube-controller-manager and kube-scheduler from Go modules, about 13 min cold "
                 "on 2 cores, cached in ~/.cache/glmserve/k8s")
 
-GPU_NODES = ("kwok-h200-0", "kwok-h200-1")
+# Four: two LeaderWorkerSet groups of two 8-GPU pods fit.
+GPU_NODES = tuple(f"kwok-h200-{i}" for i in range(4))
 CPU_NODE = "kwok-cpu-0"
 GPU_PRODUCT = "NVIDIA-H200"
 
@@ -62,7 +67,22 @@ def etcd_binary() -> Optional[Path]:
 
 def lws_crd_path() -> Optional[Path]:
     """The LWS CRD: the install script's copy, else the Go module cache, else `go mod download`."""
-    cached = CACHE / "crds" / LWS_CRD_FILE
+    return _lws_module_file(f"config/crd/bases/{LWS_CRD_FILE}", CACHE / "crds" / LWS_CRD_FILE)
+
+
+def lws_webhook_files() -> Optional[dict[str, Path]]:
+    """LWS's webhook configurations (config/webhook/ of the module zip: the kubebuilder output
+    and the kustomize patches that add the pod webhooks' objectSelector)."""
+    out = {}
+    for f in ("manifests.yaml", "mutating-patch.yaml", "validating-patch.yaml"):
+        p = _lws_module_file(f"config/webhook/{f}", CACHE / "crds" / "lws-webhooks" / f)
+        if p is None:
+            return None
+        out[f] = p
+    return out
+
+
+def _lws_module_file(rel: str, cached: Path) -> Optional[Path]:
     if cached.is_file():
         return cached
     go = shutil.which("go")
@@ -72,7 +92,7 @@ def lws_crd_path() -> Optional[Path]:
         out = subprocess.run([go, "mod", "download", "-json", f"sigs.k8s.io/lws@{LWS_VERSION}"], cwd="/tmp",
                              capture_output=True, text=True, timeout=300, env={**os.environ, "GOFLAGS": "-mod=mod"})
         d = json.loads(out.stdout)
-        p = Path(d["Dir"]) / "config" / "crd" / "bases" / LWS_CRD_FILE
+        p = Path(d["Dir"]) / rel
     except (OSError, ValueError, KeyError, subprocess.TimeoutExpired):
         return None
     if p.is_file():
@@ -121,6 +141,37 @@ def make_pki(d: Path) -> None:
                  "-out", f"{name}.crt", "-days", "2", "-extfile", ext, cwd=d)
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
+
+
+def make_serving_cert(pki: Path, out: Path, name: str) -> None:
+    """tls.crt / tls.key (controller-runtime's file names) for 127.0.0.1, signed by the test CA."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(out / "tls.key"), "-out", str(out / "tls.csr"),
+             "-subj", f"/CN={name}", cwd=pki)
+    _openssl("x509", "-req", "-in", str(out / "tls.csr"), "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", str(out / "tls.crt"), "-days", "2", "-extfile", str(out / "ext"), cwd=pki)
+
+
+def webhook_configurations(files: dict[str, Path], base_url: str, ca_pem: bytes) -> list[dict[str, Any]]:
+    """LWS's webhook configurations as its kustomization builds them (the patches applied, names
+    prefixed ``lws-``), with each webhook's Service reference replaced by a URL on 127.0.0.1."""
+    docs = {d["kind"]: d for d in yaml.safe_load_all(files["manifests.yaml"].read_text()) if d}
+    for kind, patch in (("MutatingWebhookConfiguration", "mutating-patch.yaml"),
+                        ("ValidatingWebhookConfiguration", "validating-patch.yaml")):
+        for op in yaml.safe_load(files[patch].read_text()):
+            index = op["path"].removeprefix("/webhooks/")
+            if op["op"] != "replace" or not index.isdigit():
+                raise RuntimeError(f"unexpected patch in LWS's {patch}: {op['op']} {op['path']}")
+            docs[kind]["webhooks"][int(index)] = op["value"]
+    out = []
+    for doc in docs.values():
+        doc["metadata"]["name"] = "lws-" + doc["metadata"]["name"]
+        for hook in doc["webhooks"]:
+            path = hook["clientConfig"]["service"]["path"]
+            hook["clientConfig"] = {"url": base_url + path, "caBundle": base64.b64encode(ca_pem).decode()}
+        out.append(doc)
+    return out
 
 
 def kubeconfig(pki: Path, server: str) -> dict[str, Any]:
@@ -256,6 +307,7 @@ class LocalCluster:
             self.kubelet = FakeKubelet(self.api, set(GPU_NODES) | {CPU_NODE}, pods=not kwok)
         self.apply_lws_crd()
         if self.with_controllers:
+            self.start_lws_controller()
             self.add_nodes()
             self.backend += " + kube-scheduler + " + ("kwok" if kwok else "in-process fake kubelet")
         for proc in self.procs:
@@ -331,6 +383,64 @@ class LocalCluster:
         raise RuntimeError("the LeaderWorkerSet CRD did not become Established")
 
     lws = False
+    lws_controller = False
+
+    def start_lws_controller(self) -> None:
+        """The LWS controller (``lws-controller``, sigs.k8s.io/lws/cmd) with its admission webhooks.
+
+        LWS's own certificate management (``internalCertManagement``) issues a certificate for
+        its webhook Service's DNS name and patches the webhook configurations to match; here
+        the API server has no route to a Service (no kube-proxy, no pod network), so it is off:
+        the webhook server listens on 127.0.0.1 with a certificate from the test CA (its
+        configuration file's ``webhook.host/port/certDir``), and LWS's webhook configurations
+        are applied with a URL client configuration instead of the Service reference. Leader
+        election, metrics and gang scheduling are off."""
+        exe, files = binary("lws-controller"), lws_webhook_files()
+        if exe is None or files is None or not self.lws:
+            return
+        t0 = time.monotonic()
+        certs = self.dir / "lws-webhook-certs"
+        make_serving_cert(self.pki, certs, "lws-webhook")
+        port, health = free_port(), free_port()
+        config = self.dir / "lws-config.yaml"
+        config.write_text(yaml.safe_dump({
+            "apiVersion": "config.lws.x-k8s.io/v1alpha1", "kind": "Configuration",
+            "leaderElection": {"leaderElect": False},
+            "internalCertManagement": {"enable": False},
+            "webhook": {"host": "127.0.0.1", "port": port, "certDir": str(certs)},
+            "metrics": {"bindAddress": "0"},
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{health}"},
+        }))
+        proc = Proc("lws-controller", [str(exe), f"--config={config}", f"--kubeconfig={self.kubeconfig_path}"],
+                    self.dir / "logs")
+        self.procs.append(proc)
+        ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+
+        def serving() -> bool:
+            # The webhook server answers TLS with the test CA's certificate (404 for /).
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                with ctx.wrap_socket(sock, server_hostname="127.0.0.1"):
+                    return _http_ok(f"http://127.0.0.1:{health}/readyz")
+        self._wait(serving, proc, 90)
+        dyn = self.dynamic()
+        for doc in webhook_configurations(files, f"https://127.0.0.1:{port}", (self.pki / "ca.crt").read_bytes()):
+            res = dyn.resources.get(api_version="admissionregistration.k8s.io/v1", kind=doc["kind"])
+            res.create(body=doc)
+        # The API server picks configurations up asynchronously: wait until a dry-run create is
+        # defaulted by LWS's webhook (spec.networkConfig is set by the webhook, not the CRD).
+        lws = dyn.resources.get(api_version="leaderworkerset.x-k8s.io/v1", kind="LeaderWorkerSet")
+        probe = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+                 "metadata": {"name": "webhook-probe", "namespace": "default"},
+                 "spec": {"leaderWorkerTemplate": {"workerTemplate": {"spec": {"containers": [
+                     {"name": "c", "image": "i"}]}}}}}
+
+        def defaulted() -> bool:
+            out = lws.create(body=probe, namespace="default", dry_run="All").to_dict()
+            return bool((out["spec"].get("networkConfig") or {}).get("subdomainPolicy"))
+        self._wait(defaulted, proc, 30)
+        self.lws_controller = True
+        self.backend += " + lws-controller"
+        self.timings["lws-controller"] = time.monotonic() - t0
 
     def add_nodes(self) -> None:
         nodes_api = self.dynamic().resources.get(api_version="v1", kind="Node")
@@ -489,13 +599,19 @@ class FakeKubelet:
       PV controller in kube-controller-manager then binds them), so pods with a weight-cache
       claim can be scheduled;
     * unless kwok runs (``pods=False``), what kwok does: pods bound to the fake nodes become
-      Running and Ready, and pods being deleted are removed. No probes run (no container)."""
+      Running and Ready (each with its own pod IP), and pods being deleted are removed. No
+      probes run (no container).
+
+    Faults: :meth:`crash` reports a container of a pod as killed and restarted (what a kubelet
+    reports when the process dies: restartCount up, lastState terminated); while ``hold`` is
+    set, new pods stay Pending (a node still pulling the image), deletes still complete."""
 
     def __init__(self, api_factory, nodes: set[str], pods: bool = True):
         self.api_factory = api_factory
         self.nodes = nodes
         self.pods = pods
         self.stop_ = threading.Event()
+        self.hold = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
     def start(self) -> None:
@@ -552,7 +668,7 @@ class FakeKubelet:
                 except Exception:  # noqa: BLE001
                     pass
                 continue
-            if st.get("phase") == "Running":
+            if st.get("phase") == "Running" or self.hold.is_set():
                 continue
             conds = [{"type": t, "status": "True", "lastTransitionTime": now}
                      for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
@@ -560,4 +676,94 @@ class FakeKubelet:
                          "restartCount": 0, "state": {"running": {"startedAt": now}}} for c in spec["containers"]]
             pods.status.patch(name=md["name"], namespace=md["namespace"], content_type="application/merge-patch+json",
                               body={"status": {"phase": "Running", "conditions": conds, "containerStatuses": statuses,
-                                               "startTime": now, "podIP": "10.244.0.10", "hostIP": "10.0.0.1"}})
+                                               "startTime": now, "podIP": _pod_ip(md["uid"]),
+                                               "hostIP": "10.0.0.1"}})
+
+    def crash(self, namespace: str, name: str) -> None:
+        """The pod's first container was killed (SIGKILL) and restarted in place by the kubelet."""
+        from kubernetes.dynamic import DynamicClient
+
+        pods = DynamicClient(self.api_factory()).resources.get(api_version="v1", kind="Pod")
+        pod = pods.get(name=name, namespace=namespace).to_dict()
+        statuses = pod["status"]["containerStatuses"]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        first = statuses[0]
+        started = first["state"].get("running", {}).get("startedAt", now)
+        statuses[0] = {**first, "restartCount": int(first.get("restartCount") or 0) + 1,
+                       "lastState": {"terminated": {"exitCode": 137, "reason": "Error", "startedAt": started,
+                                                    "finishedAt": now}},
+                       "state": {"running": {"startedAt": now}}}
+        pods.status.patch(name=name, namespace=namespace, content_type="application/merge-patch+json",
+                          body={"status": {"containerStatuses": statuses}})
+
+
+def _pod_ip(uid: str) -> str:
+    h = int(uid.replace("-", "")[:8], 16)
+    return f"10.244.{(h >> 8) & 255}.{(h & 253) + 2}"
+
+
+class ServiceForward:
+    """What ``kubectl port-forward service/<name>`` gives the readiness gate: a listener on
+    127.0.0.1 that, for every request, resolves the Service's ready endpoints from the
+    EndpointSlices kube-controller-manager keeps for it (so the Service's selector decides which
+    pods serve) and relays the request to the engine stand-in in place of that pod. Without a
+    ready endpoint it answers 503, as a Service without endpoints fails. ``served_by`` lists
+    the pod of every relayed request."""
+
+    def __init__(self, cluster: "LocalCluster", namespace: str, service: str, engine_url: str):
+        import http.client
+        import http.server
+        from urllib.parse import urlsplit
+
+        self.cluster, self.namespace, self.service = cluster, namespace, service
+        self.served_by: list[str] = []
+        slices = cluster.dynamic().resources.get(api_version="discovery.k8s.io/v1", kind="EndpointSlice")
+        target = urlsplit(engine_url)
+        fwd = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                items = slices.get(namespace=namespace,
+                                   label_selector=f"kubernetes.io/service-name={service}").to_dict()["items"]
+                pods = [(e.get("targetRef") or {}).get("name") for sl in items for e in sl.get("endpoints") or []
+                        if (e.get("conditions") or {}).get("ready")]
+                if not pods:
+                    data = f"service {namespace}/{service} has no ready endpoints".encode()
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                fwd.served_by.append(pods[len(fwd.served_by) % len(pods)])
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_POST = _any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -208,6 +208,9 @@ def test_multinode_renders_a_leaderworkerset_with_the_ray_launch():
     assert tmpl["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1600Gi"
     assert docs["Service"]["spec"]["selector"]["glmserve.io/role"] == "leader"
     assert tmpl["leaderTemplate"]["metadata"]["labels"]["glmserve.io/role"] == "leader"
+    # The LWS controller names its headless Service (the pods' subdomain) after the
+    # LeaderWorkerSet: it must not be the client Service's name.
+    assert lws["metadata"]["name"] == "glmserve-k8s-multinode-lws" != docs["Service"]["metadata"]["name"]
 
 
 def test_planner_understands_pipeline_parallel_and_nodes():
