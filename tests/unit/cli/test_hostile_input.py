@@ -109,3 +109,10 @@ def test_kubernetes_does_not_expand_user_values_into_the_api_key(hostile, capsys
     assert code == 0, err
     assert "$$(VLLM_API_KEY)" in out and "- $(VLLM_API_KEY)" not in out.replace("$$(", "")
 
+
+
+def test_the_readme_states_how_many_hostile_files_are_tried():
+    from tests.helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"**Hostile input.** {len(CASES)} hostile or malformed stack files" in readme
