@@ -16,7 +16,7 @@ from urllib.parse import quote
 from infra.common.http import HttpError, RestClient, RetryPolicy
 from infra.common.secrets import redact
 from infra.spec.shapes import credential_url
-from providers.runpod.ownership import Account, key_fingerprint
+from providers.runpod.ownership import Account, AccountMismatch, check_url, key_fingerprint, unseen_with_other_key
 
 # The document's `servers` entry; paths carry the /v2 prefix.
 DEFAULT_API_URL = "https://api.runpod.io"
@@ -256,6 +256,27 @@ class RunPodClient:
         return True
 
     # ------------------------------------------------------------------ catalog
+    def read_in_account(self, kind: str, id_: str, stored_account: Any, what: str) -> Optional[dict]:
+        """A pod or volume (``kind``) by id, or None only on positive evidence that it is gone
+        from the account it was created in: the same URL and key answer 404 for it while that
+        account's list succeeds without it. Anything less raises and keeps it in state."""
+        get, listing = (self.get_pod, self.list_pods) if kind == "pod" else (self.get_volume, self.list_volumes)
+        stored = Account.from_state(stored_account)
+        try:
+            check_url(stored, self.account, what)
+            found = get(id_)
+            if found is not None:
+                return found
+            unseen_with_other_key(stored, self.account, what)
+            if any(r.get("id") == id_ for r in listing()):
+                raise RunPodError(f"{what}: RunPod answers 404 for the {kind} but still lists it; it is kept in "
+                                  "state. Next: run refresh again later.")
+            return None
+        except AccountMismatch as e:
+            raise RunPodError(str(e)) from None
+        except HttpError as e:
+            raise explain(e, Op(what, after=f"The {kind} is kept in state.")) from None
+
     def gpu_availability(self, gpu_id: str, count: int, cloud: str) -> dict:
         """GET /v2/catalog/gpus/{id}?include=AVAILABILITY&product=POD&count=N&cloud=C."""
         params = {"include": "AVAILABILITY", "product": "POD", "count": str(count), "cloud": cloud}

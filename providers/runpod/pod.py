@@ -42,12 +42,8 @@ from providers.runpod.client import (
     proxy_template_problem,
 )
 from providers.runpod.ownership import (
-    AccountMismatch,
-    Account,
-    check_url,
     foreign_message,
     pod_owner,
-    unseen_with_other_key,
 )
 from providers.runpod.podbody import compatible, drift, gpu_op, patch_body, render_pod_body, variables_from_props
 
@@ -246,25 +242,8 @@ def check_before_create(props: dict[str, Any]) -> None:
 
 
 def read_pod(client: RunPodClient, pod_id: str, props: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The pod, or None only on positive evidence that it is gone from the account it was
-    created in; anything less raises and keeps it in state."""
-    what = f"reading pod {pod_id} ({props.get('name')!r})"
-    stored = Account.from_state(props.get("account"))
-    try:
-        check_url(stored, client.account, what)
-        pod = client.get_pod(pod_id)
-        if pod is not None:
-            return pod
-        unseen_with_other_key(stored, client.account, what)
-        # Same URL, same key: a 404 for the id, and this account's list answers without it.
-        if any(p.get("id") == pod_id for p in client.list_pods()):
-            raise RunPodError(f"{what}: RunPod answers 404 for the pod but still lists it; it is kept in state. "
-                              f"Next: run refresh again later.")
-        return None
-    except AccountMismatch as e:
-        raise RunPodError(str(e)) from None
-    except HttpError as e:
-        raise explain(e, Op(what, after="The pod is kept in state.")) from None
+    """The pod, or None only on positive evidence that it is gone from its account."""
+    return client.read_in_account("pod", pod_id, props.get("account"), f"reading pod {pod_id} ({props.get('name')!r})")
 
 
 def delete_pod(client: RunPodClient, pod_id: str, props: dict[str, Any]) -> bool:

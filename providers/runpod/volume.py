@@ -18,13 +18,9 @@ from infra.common.http import HttpError
 from providers.dynamic import is_unknown, whole_numbers
 from providers.runpod.client import Op, RunPodClient, RunPodError, check_availability, explain
 from providers.runpod.ownership import (
-    Account,
-    AccountMismatch,
-    check_url,
     foreign_message,
     foreign_volumes,
     pod_owner,
-    unseen_with_other_key,
     volume_name,
     volume_owner,
 )
@@ -149,22 +145,8 @@ def _check_owner(vol: dict[str, Any], props: dict[str, Any], what: str) -> None:
 
 
 def read_volume(client: RunPodClient, id_: str, props: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The volume, or None only on positive evidence that it is gone (see ownership.py)."""
-    what = f"reading network volume {id_}"
-    stored = Account.from_state(props.get("account"))
-    try:
-        check_url(stored, client.account, what)
-        vol = client.get_volume(id_)
-        if vol is not None:
-            return vol
-        unseen_with_other_key(stored, client.account, what)
-        if any(v.get("id") == id_ for v in client.list_volumes()):
-            raise RunPodError(f"{what}: RunPod answers 404 for the volume but still lists it; it is kept in state.")
-        return None
-    except AccountMismatch as e:
-        raise RunPodError(str(e)) from None
-    except HttpError as e:
-        raise explain(e, Op(what, after="The volume is kept in state.")) from None
+    """The volume, or None only on positive evidence that it is gone from its account."""
+    return client.read_in_account("volume", id_, props.get("account"), f"reading network volume {id_}")
 
 
 def delete_volume(client: RunPodClient, id_: str, props: dict[str, Any]) -> bool:

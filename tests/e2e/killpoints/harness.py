@@ -85,3 +85,23 @@ def assert_no_secrets(journal: Journal, secrets: list[str], *more_texts: str) ->
     text = "\n".join([journal.text(), *more_texts])
     for s in secrets:
         assert s not in text, "a secret value appears in the run's output"
+
+
+def kill_then_recover(scenario, op: str, call: str, occurrence: int, stack: str,
+                      while_killed: Callable[[], None] = lambda: None) -> None:
+    """One kill-point scenario: `op` ("up", or "destroy" after a clean up) killed right after
+    ``call`` (its ``occurrence``-th time) succeeded remotely; then recovery, a state that matches
+    the cloud, and a destroy that leaves nothing. ``scenario`` is a test file's Scenario (run,
+    switch, journal, env, project, check_matches_state, check_clean)."""
+    s = scenario
+    if op == "destroy":
+        assert s.run("up").returncode == 0
+    s.switch.arm(call, occurrence)
+    killed = s.run(op, switch=s.switch)
+    assert s.switch.fired == call and killed.returncode != 0, killed.output
+    while_killed()
+    recover(s.journal, s.env, s.project, stack)
+    s.check_matches_state()
+    done = s.run("destroy")
+    assert done.returncode == 0, done.output
+    s.check_clean()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.e2e.killpoints.harness import Journal, assert_no_secrets, glmserve, kill_points, recover
+from tests.e2e.killpoints.harness import Journal, assert_no_secrets, glmserve, kill_points, kill_then_recover
 from tests.e2e.test_kubernetes import cluster, make_stack, namespaces  # noqa: F401 - fixtures
 from tests.helpers import run_pulumi
 from tests.standins.killswitch import KillSwitch
@@ -131,25 +131,9 @@ def test_the_kill_points_are_the_mutating_requests_of_up_and_destroy(scenario):
 
 @pytest.mark.parametrize("call,occurrence", UP_POINTS, ids=[c.split("/")[-2] for c, _ in UP_POINTS])
 def test_up_killed_after(scenario, call, occurrence):
-    s = scenario
-    s.switch.arm(call, occurrence)
-    killed = s.run("up", switch=s.switch)
-    assert s.switch.fired == call and killed.returncode != 0, killed.output
-    recover(s.journal, s.env, s.project, STACK)
-    s.check_matches_state()
-    assert s.run("destroy").returncode == 0
-    s.check_clean()
+    kill_then_recover(scenario, "up", call, occurrence, STACK)
 
 
 @pytest.mark.parametrize("call,occurrence", DESTROY_POINTS, ids=[c.split("/")[-2] for c, _ in DESTROY_POINTS])
 def test_destroy_killed_after(scenario, call, occurrence):
-    s = scenario
-    assert s.run("up").returncode == 0
-    s.switch.arm(call, occurrence)
-    killed = s.run("destroy", switch=s.switch)
-    assert s.switch.fired == call and killed.returncode != 0, killed.output
-    recover(s.journal, s.env, s.project, STACK)
-    s.check_matches_state()
-    done = s.run("destroy")
-    assert done.returncode == 0, done.output
-    s.check_clean()
+    kill_then_recover(scenario, "destroy", call, occurrence, STACK)

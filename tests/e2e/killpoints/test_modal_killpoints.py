@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.e2e.killpoints.harness import Journal, assert_no_secrets, glmserve, kill_points, recover
+from tests.e2e.killpoints.harness import Journal, assert_no_secrets, glmserve, kill_points, kill_then_recover
 from tests.helpers import run_pulumi
 from tests.standins.engine import EngineStandin
 from tests.standins.killswitch import KillSwitch
@@ -118,28 +118,16 @@ def test_the_kill_points_are_every_mutating_call_of_up_and_destroy(scenario):
     s.check_clean()
 
 
+def assertion_at_most_one(scenario) -> None:
+    assert len(scenario.deployed()) <= 1, "a killed up never leaves two apps"
+
+
 @pytest.mark.parametrize("call,occurrence", UP_POINTS, ids=[c for c, _ in UP_POINTS])
 def test_up_killed_after(scenario, call, occurrence):
-    s = scenario
-    s.switch.arm(call, occurrence)
-    killed = s.run("up", switch=s.switch)
-    assert s.switch.fired == call and killed.returncode != 0, killed.output
-    assert len(s.deployed()) <= 1
-    recover(s.journal, s.env, s.project, STACK)
-    s.check_matches_state()
-    assert s.run("destroy").returncode == 0
-    s.check_clean()
+    kill_then_recover(scenario, "up", call, occurrence, STACK,
+                      while_killed=lambda: assertion_at_most_one(scenario))
 
 
 @pytest.mark.parametrize("call,occurrence", DESTROY_POINTS, ids=[c for c, _ in DESTROY_POINTS])
 def test_destroy_killed_after(scenario, call, occurrence):
-    s = scenario
-    assert s.run("up").returncode == 0
-    s.switch.arm(call, occurrence)
-    killed = s.run("destroy", switch=s.switch)
-    assert s.switch.fired == call and killed.returncode != 0, killed.output
-    recover(s.journal, s.env, s.project, STACK)
-    s.check_matches_state()
-    done = s.run("destroy")
-    assert done.returncode == 0, done.output
-    s.check_clean()
+    kill_then_recover(scenario, "destroy", call, occurrence, STACK)
