@@ -36,22 +36,16 @@ class Target:
 
 def stack_outputs(stack: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(plain outputs, secret outputs) of a deployed stack, through the Pulumi engine."""
-    from pulumi import automation as auto
-
-    from infra.deploy.workspace import register_credentials, select_stack
+    from infra.deploy.workspace import register_credentials
+    from infra.deploy.workspace import stack_outputs as read_outputs
 
     register_credentials()
-    try:
-        outputs = select_stack(stack, lambda: None, create=False).outputs()
-    except auto.StackNotFoundError:
+    found = read_outputs(stack)
+    if found is None:
         raise GlmserveError([Problem(key="--stack", value=stack, message="no such stack in the state backend",
                                      allowed="a stack deployed with `glmserve up --stack ...`")],
-                            headline="nothing to benchmark") from None
-    plain = {k: v.value for k, v in outputs.items() if not v.secret}
-    secret = {k: v.value for k, v in outputs.items() if v.secret}
-    for v in secret.values():
-        register(v if isinstance(v, str) else None)
-    return plain, secret
+                            headline="nothing to benchmark")
+    return found
 
 
 def resolve(stack: str, plain: dict[str, Any], secret: dict[str, Any], base_url: Optional[str] = None) -> Target:

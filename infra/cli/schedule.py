@@ -96,18 +96,13 @@ def run(args, spec, provider, run_up) -> int:
 
 
 def _deployed_replicas(stack: str):
-    from pulumi import automation as auto
+    from infra.deploy.workspace import stack_outputs
 
-    from infra.deploy.program import program
-    from infra.deploy.workspace import select_stack
-
-    try:
-        outputs = select_stack(stack, program, create=False).outputs()
-    except auto.StackNotFoundError:
-        outputs = {}
+    found = stack_outputs(stack)
+    outputs = found[0] if found is not None else {}
     if not outputs:
         # A scheduled job never creates a node: deploying is `up`'s decision.
         raise GlmserveError([Problem(key="--stack", value=stack, message="is not deployed; nothing to apply the "
                                      "window to", allowed=f"a deployed stack (glmserve up --stack {stack} first)")])
     value = outputs.get("scheduledReplicas")
-    return None if value is None else int(value.value)
+    return None if value is None else int(value)

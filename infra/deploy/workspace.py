@@ -19,10 +19,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+import json
+from typing import Any, Callable, Optional
 
 from infra.common.errors import GlmserveError, Problem
-from infra.common.secrets import redact, register_environment
+from infra.common.secrets import redact, register, register_environment
 from infra.config.project import project_root
 
 PULUMI_VERSION = "3.260.0"
@@ -179,6 +180,24 @@ def select_stack(stack: str) -> None:
     if proc.returncode != 0:
         raise GlmserveError([Problem(key="--stack", value=stack, message=redact(proc.stderr.strip() or proc.stdout.strip()))],
                             headline="the Pulumi stack could not be selected")
+
+
+def stack_outputs(stack: str) -> Optional[tuple[dict[str, Any], dict[str, Any]]]:
+    """(plain outputs, secret outputs) of a stack in the backend, or None when the backend has
+    no such stack (never created: reading outputs must not create one). Secret values are
+    registered for redaction before anything can print them."""
+    plain = run_cli(["stack", "output", "--json", "--stack", stack], check=False)
+    if plain.returncode != 0:
+        if "no stack named" in (plain.stderr + plain.stdout).lower():
+            return None
+        raise GlmserveError([Problem(key="--stack", value=stack, message=redact(plain.stderr.strip() or plain.stdout.strip()))],
+                            headline="the stack's outputs could not be read")
+    shown = run_cli(["stack", "output", "--json", "--show-secrets", "--stack", stack])
+    masked, full = json.loads(plain.stdout or "{}"), json.loads(shown.stdout or "{}")
+    secret = {k: v for k, v in full.items() if masked.get(k) == "[secret]"}
+    for v in secret.values():
+        register(v if isinstance(v, str) else json.dumps(v))
+    return {k: v for k, v in masked.items() if k not in secret}, secret
 
 
 def stream_cli(args: list[str], on_line: Callable[[str], None]) -> int:

@@ -8,6 +8,7 @@ import copy
 import datetime
 import importlib.util
 import json
+import re
 import runpy
 import types
 
@@ -125,11 +126,13 @@ def test_the_pack_module_declares_one_mandatory_policy_per_rule(monkeypatch):
 def test_the_pack_runtime_uses_its_own_virtualenv():
     doc = yaml.safe_load((PACK / "PulumiPolicy.yaml").read_text())
     assert doc["runtime"] == {"name": "python", "options": {"virtualenv": ".venv"}}
-    pins = dict(line.split("==") for line in (PACK / "requirements.txt").read_text().splitlines()
-                if line and not line.startswith("#"))
+    def pins_of(path):
+        # `name==version`, then hashes or comments on the same or following lines.
+        return dict(re.findall(r"(?m)^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", path.read_text()))
+
+    pins = pins_of(PACK / "requirements.txt")
     assert pins["pulumi-policy"] == "1.21.0" and pins["protobuf"].startswith("5.29.")
-    lock = dict(line.split("==") for line in (ROOT / "requirements.lock").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    lock = pins_of(ROOT / "requirements.lock")
     assert pins["pulumi"] == lock["pulumi"], "the pack's SDK matches the project's (and the CLI's)"
     assert "pulumi-policy" not in lock and "pulumi_policy" not in lock
 
