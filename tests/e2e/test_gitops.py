@@ -206,7 +206,7 @@ def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path,
     assert result["all_stacks"] == list_stacks(repo)
     assert set(backend_stacks(env, repo)) == {"dev", "modal-dev"}, "untouched stacks are never previewed"
     for s in result["stacks"]:
-        assert s["preview"]["ok"] and s["preview"]["summary"] == ["+ 6 to create" if s["stack"] == "modal-dev"
+        assert s["preview"]["ok"] and s["preview"]["summary"] == ["+ 5 to create" if s["stack"] == "modal-dev"
                                                                   else "+ 4 to create"]
 
     # the flag diff and the cost delta
@@ -216,7 +216,7 @@ def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path,
     assert f"Compared with `{base[:12]}`" in md and f"2 of {len(others) + 2} stacks touched" in md
     assert "Not touched, not previewed: " + ", ".join(f"`{s}`" for s in others) + "." in md
     assert {"modal-prod", "runpod-prod"} <= set(others)
-    assert "| `modal-dev` | dev | modal | :white_check_mark: + 6 to create | pass | $36.32 → $72.63 (+$36.31) | " \
+    assert "| `modal-dev` | dev | modal | :white_check_mark: + 5 to create | pass | $36.32 → $72.63 (+$36.31) | " \
            "stacks/Pulumi.modal-dev.yaml changed |" in md
     section = md.split("### `modal-dev`")[1]
     assert "| `--max-model-len` | `131072` | `65536` |" in section
