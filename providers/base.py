@@ -94,6 +94,10 @@ class Provider:
     # For a dedicated node: the option of the provider's block that stops it without
     # destroying it, and the value that does (the stop-plan policy asks for one).
     stop_option: ClassVar[Optional[tuple[str, str]]] = None
+    # Options of the provider's block (camelCase) naming a URL that glmserve sends a credential
+    # to. A pull request that changes one is not previewed with the pipeline's credentials
+    # (infra/gitops/pr_preview.py) unless the new URL is trusted.
+    credential_urls: ClassVar[tuple[str, ...]] = ()
     options_model: ClassVar[type[ProviderOptions]] = ProviderOptions
 
     # ------------------------------------------------------------------ catalogue

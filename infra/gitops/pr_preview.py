@@ -44,6 +44,15 @@ MAX_COMMENT = 60_000          # GitHub's limit is 65,536 characters
 ENGINE_LINES = 120
 
 
+TRUSTED_URLS_ENV = "GLMSERVE_TRUSTED_URLS"
+
+
+def trusted_urls() -> list[str]:
+    """Credential-bearing URLs a pull request may set (comma-separated, from the pipeline's
+    settings, never from the change itself)."""
+    return [u.strip() for u in os.environ.get(TRUSTED_URLS_ENV, "").split(",") if u.strip()]
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--base", default=os.environ.get("GLMSERVE_BASE", "origin/main"),
@@ -85,6 +94,25 @@ def preview_stack(root: Path, stack: str) -> dict[str, Any]:
         "output": run.stdout,
         "notes": notes,
     }
+
+
+def untrusted_credential_urls(diff: dict[str, Any], trusted: list[str]) -> list[str]:
+    """The credential-bearing URLs (each provider's ``credential_urls``) that this change sets to
+    a value that is neither the base's nor in ``trusted``: a pull request must not make the
+    pipeline send its credentials somewhere new. One message per URL."""
+    from infra.config import providers
+
+    found = []
+    for change in diff.get("config") or []:
+        provider, _, key = str(change["field"]).partition(".")
+        if provider not in providers.names() or key not in providers.get(provider).credential_urls:
+            continue
+        url = change.get("after")
+        if url and url not in trusted:
+            found.append(f"{change['field']} changes to {url!r}; credentials are sent there, so this pull request is "
+                         "not previewed with the pipeline's credentials. A maintainer lists the URL in the repository "
+                         f"variable {TRUSTED_URLS_ENV}, or merges the change")
+    return found
 
 
 # ----------------------------------------------------------------------------- summary
@@ -248,7 +276,12 @@ def main(argv: list[str]) -> int:
     for stack, env in ordered:
         entry = {"stack": stack, "environment": env, "reasons": selection.stacks.get(stack, ["--stack"]),
                  "diff": by_stack[stack], "preview": None}
-        if not args.no_engine:
+        refused = untrusted_credential_urls(by_stack[stack], trusted_urls())
+        if refused:
+            entry["preview"] = {"ok": False, "returncode": None, "summary": [], "changes": [],
+                                "error": "; ".join(refused), "output": "", "notes": []}
+            failed.append(stack)
+        elif not args.no_engine:
             require_pipeline_backend()
             entry["preview"] = preview_stack(root, stack)
             if not entry["preview"]["ok"]:

@@ -61,6 +61,7 @@ class KubernetesProvider(Provider):
     name = "kubernetes"
     title = "Kubernetes"
     options_model = KubernetesOptions
+    credential_urls = ("gateUrl",)
     credentials = (Credential("KUBECONFIG", "a kubeconfig for the target cluster (or ~/.kube/config, or "
                                             "kubernetes.kubeconfig in the stack)"),)
 

@@ -51,6 +51,7 @@ class RunPodProvider(Provider):
                                    "them if the engine needs them)",
     }
     stop_option = ("state", "stopped")
+    credential_urls = ("apiUrl",)
     credentials = (Credential(API_KEY_ENV, "RunPod API key (RunPod console > Settings > API Keys)",
                               config_key="runpod.apiKey"),)
     options_model = RunPodOptions

@@ -599,13 +599,20 @@ def test_workflows_only_call_the_projects_own_scripts():
                     if not action.startswith("actions/"):
                         # A third-party action runs with the job's secrets: pinned by full commit SHA.
                         assert re.fullmatch(r"[0-9a-f]{40}", ref), step
-        setup = [s for job in doc["jobs"].values() for s in job.get("steps", [])
-                 if s.get("uses", "").startswith("pulumi/actions@")]
-        if any("make setup" in r for r in run_lines(doc)):
-            # The released CLI (with its language host), at the version install-pulumi pins.
-            assert [s["with"] for s in setup] == [{"pulumi-version": PULUMI_VERSION}], name
+        for job in doc["jobs"].values():
+            steps = job.get("steps", [])
+            if any("make setup" in (s.get("run") or "") for s in steps):
+                # The released CLI (with its language host), at the version install-pulumi pins.
+                setup = [s for s in steps if s.get("uses", "").startswith("pulumi/actions@")]
+                assert [s["with"] for s in setup] == [{"pulumi-version": PULUMI_VERSION}], name
     pr = docs["preview.yml"]
     assert list(on(pr)) == ["pull_request"]
+    # Pull-request code gets as little as possible: the diff job no secret at all, the job that
+    # decrypts state a protected environment, read-only state credentials, no provider credentials.
+    assert "secrets." not in yaml.safe_dump(pr["jobs"]["diff"])
+    assert pr["jobs"]["preview"]["environment"] == "preview" and pr["jobs"]["preview"]["needs"] == "diff"
+    env = pr["jobs"]["preview"]["env"]
+    assert "READONLY" in env["AWS_ACCESS_KEY_ID"] and not {"RUNPOD_API_KEY", "MODAL_TOKEN_ID", "KUBECONFIG"} & set(env)
     assert any("scripts/gitops/pr-preview --base \"$BASE_SHA\" --comment" in r for r in run_lines(pr))
     deploy = docs["deploy.yml"]
     assert on(deploy)["push"]["branches"] == ["main"]
