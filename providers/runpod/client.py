@@ -1,4 +1,5 @@
-"""RunPod's REST API v2, as RunPod's OpenAPI document (shared/data/runpod/openapi-v2.json)
+"""RunPod's REST API v2, as RunPod's OpenAPI document (github.com/runpod/docs,
+api-reference-v2/openapi.json; its machine-readable part is tests/data/runpod/openapi-v2.contract.json)
 describes it: pods, network volumes and the GPU catalog. Not REST v1, not GraphQL.
 
 Transport and retries come from infra.http (one policy for every provider). This module adds

@@ -1,6 +1,7 @@
 """RunPod REST API v2 stand-in (pods, network volumes, GPU catalog) on 127.0.0.1.
 
-Contract: RunPod's published OpenAPI 3.1 document (``shared/data/runpod/openapi-v2.json``).
+Contract: RunPod's published OpenAPI 3.1 document, its machine-readable part in
+``tests/data/runpod/openapi-v2.contract.json`` (tests/standins/runpod/contract.py).
 Every request is validated against it with openapi-core (path, method, query, body) before it
 is handled: unknown body keys, wrong types, bad enum values -> 422 ``application/problem+json``
 with ``errors: ["$.path: message", ...]``; unparsable JSON -> 400; unknown path -> 404;
