@@ -25,7 +25,7 @@ def project(tmp_path) -> Path:
 
 
 @pytest.fixture
-def engine_env(project, tmp_path, monkeypatch) -> dict[str, str]:
+def pulumi_env(project, tmp_path, monkeypatch) -> dict[str, str]:
     home = tmp_path / "glmserve-home"
     env = {
         "GLMSERVE_PROJECT_DIR": str(project),

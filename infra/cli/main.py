@@ -138,7 +138,7 @@ def _pulumi_args(op: str, args) -> list[str]:
     return cmd
 
 
-def _engine_op(op: str) -> Callable:
+def _pulumi_op(op: str) -> Callable:
     def run(args) -> int:
         from infra.deploy.workspace import register_credentials, run_cli, select_stack, stream_cli
 
@@ -196,8 +196,8 @@ def cmd_schedule(args) -> int:
         register_credentials()
     args.diff = False
     if args.all:
-        return schedule.run_all(args, load, _engine_op("up"))
-    return schedule.run(args, *load(args.stack), _engine_op("up"))
+        return schedule.run_all(args, load, _pulumi_op("up"))
+    return schedule.run(args, *load(args.stack), _pulumi_op("up"))
 
 
 # ----------------------------------------------------------------------------- main
@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
             e.add_argument("--preview-only", action="store_true")
         if op == "destroy":
             e.add_argument("--remove", action="store_true", help="also remove the stack and its state")
-        e.set_defaults(func=_engine_op(op))
+        e.set_defaults(func=_pulumi_op(op))
     return p
 
 

@@ -152,7 +152,7 @@ def _passphrase_env() -> dict[str, str]:
     return {"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}
 
 
-def engine_env() -> dict[str, str]:
+def pulumi_env() -> dict[str, str]:
     """Environment for the CLI: the language host and dynamic-provider processes it starts
     take the virtualenv from `Pulumi.yaml` (runtime.options.virtualenv), as with plain `pulumi`."""
     bin_dir = pulumi_bin_dir()
@@ -168,7 +168,7 @@ def engine_env() -> dict[str, str]:
 
 def run_cli(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
     """The plain `pulumi` CLI with glmserve's backend and passphrase settings."""
-    env = {**os.environ, **engine_env()}
+    env = {**os.environ, **pulumi_env()}
     return subprocess.run([str(pulumi_bin_dir() / "pulumi"), *args, "--non-interactive"], cwd=project_root(),
                           env=env, text=True, capture_output=True, check=check)
 
@@ -203,7 +203,7 @@ def stack_outputs(stack: str) -> Optional[tuple[dict[str, Any], dict[str, Any]]]
 def stream_cli(args: list[str], on_line: Callable[[str], None]) -> int:
     """Run `pulumi ARGS` in the project folder, handing each output line (stdout and stderr
     merged, in order) to ``on_line``; the exit status."""
-    env = {**os.environ, **engine_env()}
+    env = {**os.environ, **pulumi_env()}
     with subprocess.Popen([str(pulumi_bin_dir() / "pulumi"), *args, "--non-interactive", "--color", "never"],
                           cwd=project_root(), env=env, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT) as proc:

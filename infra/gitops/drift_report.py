@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from infra.config.project import list_stacks
-from infra.gitops.engine_output import resource_changes, resource_summary
+from infra.gitops.preview_output import resource_changes, resource_summary
 from infra.gitops.environments import ENVIRONMENTS, in_environment_order
 from infra.gitops.glmserve_cli import failure_detail, run_glmserve
 from infra.gitops.output import group, say, write_json, write_summary

@@ -29,7 +29,7 @@ from infra.common.secrets import redact
 from infra.config.project import list_stacks
 from infra.gitops.diff import diff_stacks
 from infra.gitops.diff_format import format_markdown_stack, format_text
-from infra.gitops.engine_output import resource_changes, resource_summary
+from infra.gitops.preview_output import resource_changes, resource_summary
 from infra.gitops.environments import in_environment_order
 from infra.gitops.glmserve_cli import failure_detail, run_glmserve
 from infra.gitops.output import group, money, signed_money, say, write_json, write_summary, write_text

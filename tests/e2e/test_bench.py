@@ -25,8 +25,8 @@ KNEE = 4
 SMALL = ("--input-tokens", "200", "--shared-prefix-tokens", "100", "--output-tokens", "50")
 
 
-def test_bench_recovers_the_scripted_engine_and_compares_runs(engine_env, project, tmp_path):
-    env = engine_env
+def test_bench_recovers_the_scripted_engine_and_compares_runs(pulumi_env, project, tmp_path):
+    env = pulumi_env
     run_glmserve("up", "--stack", "dev", env=env, check=True)
     key = outputs(env, project, "dev", secrets=True)["apiKey"]
 

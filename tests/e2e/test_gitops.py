@@ -89,10 +89,10 @@ def script(name: str, *args: str, env: dict, cwd: Path, timeout: float = 600) ->
                           timeout=timeout)
 
 
-def pipeline_env(engine_env: dict, repo: Path) -> dict:
+def pipeline_env(pulumi_env: dict, repo: Path) -> dict:
     """What a pipeline has: the backend URL and passphrase from its secret store (a temporary
     file backend here: allowed explicitly, as CI may be set where these tests run)."""
-    return {**engine_env, "GLMSERVE_PROJECT_DIR": str(repo), "GLMSERVE_ALLOW_FILE_BACKEND": "1"}
+    return {**pulumi_env, "GLMSERVE_PROJECT_DIR": str(repo), "GLMSERVE_ALLOW_FILE_BACKEND": "1"}
 
 
 def backend_stacks(env: dict, project: Path) -> dict[str, int]:
@@ -176,7 +176,7 @@ PLANTED_PASSPHRASE_NOTE = "the passphrase of the test backend must never be prin
 
 
 @pytest.mark.e2e
-def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path, engine_env):
+def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path, pulumi_env):
     # Two commits: the project as it is, then a change to two stack files (and a doc). The Modal
     # stand-in is not needed for a preview (no cloud calls); modal-dev uses a named API key, as a
     # team with its own key would.
@@ -192,7 +192,7 @@ def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path,
     (repo / "docs" / "notes.md").write_text("docs touch no stack\n")
     commit(repo, "modal-dev: shorter context, expert parallel, two replicas; dev: 32k")
 
-    env = pipeline_env(engine_env, repo)
+    env = pipeline_env(pulumi_env, repo)
     out_md, out_json = tmp_path / "summary.md", tmp_path / "preview.json"
     step_summary = tmp_path / "step-summary.md"
     proc = script("pr-preview", "--base", base, "--output", str(out_md), "--json", str(out_json),
@@ -241,13 +241,13 @@ def test_pr_preview_previews_exactly_the_touched_stacks_and_summarises(tmp_path,
 
 
 @pytest.mark.e2e
-def test_pr_preview_fails_when_the_policy_gate_fails(tmp_path, engine_env):
+def test_pr_preview_fails_when_the_policy_gate_fails(tmp_path, pulumi_env):
     repo = make_repo(tmp_path)
     base = git(repo, "rev-parse", "HEAD")
     edit_stack(repo, "dev", {"glmserve:policy": {"environment": "prod"}})
     commit(repo, "dev is prod now")
     out_md = tmp_path / "summary.md"
-    proc = script("pr-preview", "--base", base, "--output", str(out_md), env=pipeline_env(engine_env, repo), cwd=repo)
+    proc = script("pr-preview", "--base", base, "--output", str(out_md), env=pipeline_env(pulumi_env, repo), cwd=repo)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     md = out_md.read_text()
     assert "| `dev` | prod | none | :x: failed | **FAIL** (2) |" in md
@@ -442,7 +442,7 @@ def test_merge_up_refuses_a_runner_local_backend_in_ci(tmp_path):
 
 
 @pytest.mark.e2e
-def test_merge_up_with_the_real_engine_stops_before_later_environments(tmp_path, engine_env):
+def test_merge_up_with_the_real_engine_stops_before_later_environments(tmp_path, pulumi_env):
     """dev goes up; the staging stack violates its policy and fails at `up` before creating
     anything; the prod stack is never touched (it does not even exist in the backend)."""
     repo = make_repo(tmp_path)
@@ -452,7 +452,7 @@ def test_merge_up_with_the_real_engine_stops_before_later_environments(tmp_path,
                                     "glmserve:policy": {"environment": "staging", "requirePinnedRevision": True}})
     edit_stack(repo, "ci-prod", {"glmserve:provider": "none", "glmserve:policy": {"environment": "prod"}})
     commit(repo, "three environments")
-    env = pipeline_env(engine_env, repo)
+    env = pipeline_env(pulumi_env, repo)
     summary = tmp_path / "summary.md"
     proc = script("merge-up", "--base", base, env={**env, "GITHUB_STEP_SUMMARY": str(summary)}, cwd=repo)
     log = proc.stdout + proc.stderr
@@ -474,14 +474,14 @@ def test_merge_up_with_the_real_engine_stops_before_later_environments(tmp_path,
 # ----------------------------------------------------------------------------- drift
 
 @pytest.mark.e2e
-def test_drift_report_notices_a_modal_app_stopped_out_of_band(tmp_path, engine_env, project):
+def test_drift_report_notices_a_modal_app_stopped_out_of_band(tmp_path, pulumi_env, project):
     from tests.standins.engine import EngineStandin
     from tests.standins.modal import AppState, ModalStandin
 
     api_key = "sk-glm-PLANTED-drift-key-0123456789"
     with EngineStandin("glm-5.2-fp8", api_key=api_key) as engine, \
             ModalStandin(web_url=engine.url, secrets={"huggingface": {"HF_TOKEN": "hf_PLANTED_drift_0123"}}) as modal:
-        env = {**engine_env, **modal.client_env(tmp_path / "modal.toml"), "GLMSERVE_ALLOW_FILE_BACKEND": "1"}
+        env = {**pulumi_env, **modal.client_env(tmp_path / "modal.toml"), "GLMSERVE_ALLOW_FILE_BACKEND": "1"}
         run_pulumi("stack", "init", "modal-dev", "--secrets-provider", "passphrase", env=env, project=project)
         run_pulumi("config", "set", "--secret", "--path", "glmserve:secrets.apiKey.value", api_key,
                    "--stack", "modal-dev", env=env, project=project)
@@ -525,7 +525,7 @@ def test_drift_report_notices_a_modal_app_stopped_out_of_band(tmp_path, engine_e
 @pytest.mark.e2e
 @pytest.mark.skipif(not HAS_RUNPOD, reason="providers/runpod is not there yet (written concurrently): the RunPod "
                                            "drift case runs once it exists")
-def test_drift_report_notices_a_runpod_pod_changed_out_of_band(tmp_path, engine_env, project):
+def test_drift_report_notices_a_runpod_pod_changed_out_of_band(tmp_path, pulumi_env, project):
     from tests.standins.engine import EngineStandin
     from tests.standins.runpod import RunPodStandin
 
@@ -537,7 +537,7 @@ def test_drift_report_notices_a_runpod_pod_changed_out_of_band(tmp_path, engine_
         "glmserve:readiness": {"pollIntervalSeconds": 0.2, "requestTimeoutSeconds": 2}})
     with EngineStandin(served_model_name="glm-5.2-fp8", startup_delay=0.1) as engine, \
             RunPodStandin(api_key=rp_key, engine=engine, provisioning_delay=0.1, starting_delay=0.1) as rp:
-        env = {**engine_env, "RUNPOD_API_KEY": rp_key, "RUNPOD_API_URL": rp.url,
+        env = {**pulumi_env, "RUNPOD_API_KEY": rp_key, "RUNPOD_API_URL": rp.url,
                "RUNPOD_PROXY_URL_TEMPLATE": rp.proxy_url_template, "GLMSERVE_ALLOW_FILE_BACKEND": "1",
                "GLMSERVE_HTTP_ATTEMPTS": "3", "GLMSERVE_HTTP_BACKOFF_INITIAL": "0.05",
                "GLMSERVE_HTTP_BACKOFF_MAX": "0.2", "GLMSERVE_HTTP_TIMEOUT": "5"}

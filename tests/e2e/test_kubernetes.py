@@ -120,9 +120,9 @@ def _exists(api, name: str) -> bool:
         return False
 
 
-def make_stack(name: str, project: Path, engine_env: dict, cluster: LocalCluster, namespace: str,
+def make_stack(name: str, project: Path, pulumi_env: dict, cluster: LocalCluster, namespace: str,
                **kube) -> Stack:
-    env = {**engine_env, "KUBECONFIG": str(cluster.kubeconfig_path)}
+    env = {**pulumi_env, "KUBECONFIG": str(cluster.kubeconfig_path)}
     s = Stack(name, project, env, cluster, namespace)
     # Prod policy pins (revision, image digest) filled with stand-in values; the cache is not
     # retained, so destroy removes everything; a short startup budget and quick polls.
@@ -142,9 +142,9 @@ def container(workload: dict, role: str = "template") -> dict:
 
 # ----------------------------------------------------------------------------- tests
 
-def test_up_creates_the_node_with_gpus_shm_probes_and_the_shared_argv(cluster, project, engine_env, namespaces):
+def test_up_creates_the_node_with_gpus_shm_probes_and_the_shared_argv(cluster, project, pulumi_env, namespaces):
     namespaces.append("glm-e2e-up")
-    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-up")
+    s = make_stack("k8s-prod", project, pulumi_env, cluster, "glm-e2e-up")
     up = s.run("up")
     spec = s.spec()
     from infra.engine.render import render
@@ -206,10 +206,10 @@ def test_up_creates_the_node_with_gpus_shm_probes_and_the_shared_argv(cluster, p
     assert s.live("v1", "Namespace", "glm-e2e-up", namespace=None) is None
 
 
-def test_config_edit_updates_in_place_and_an_immutable_change_replaces(cluster, project, engine_env, namespaces):
+def test_config_edit_updates_in_place_and_an_immutable_change_replaces(cluster, project, pulumi_env, namespaces):
     # Two replicas with a ReadWriteOnce cache: a StatefulSet with a claim per replica.
     namespaces.append("glm-e2e-update")
-    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-update", replicas=2)
+    s = make_stack("k8s-prod", project, pulumi_env, cluster, "glm-e2e-update", replicas=2)
     s.run("up")
     sts = s.live("apps/v1", "StatefulSet", "glmserve-k8s-prod")
     uid = sts["metadata"]["uid"]
@@ -243,11 +243,11 @@ def test_config_edit_updates_in_place_and_an_immutable_change_replaces(cluster, 
 # The k8s-multinode stack (LeaderWorkerSet, with the LWS controller): test_kubernetes_multinode.py.
 
 
-def test_destroy_leaves_nothing_glmserve_created_in_the_namespace(cluster, project, engine_env, namespaces):
+def test_destroy_leaves_nothing_glmserve_created_in_the_namespace(cluster, project, pulumi_env, namespaces):
     ns_api = cluster.dynamic().resources.get(api_version="v1", kind="Namespace")
     ns_api.create(body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "glm-e2e-shared"}})
     namespaces.append("glm-e2e-shared")
-    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-shared", createNamespace=False)
+    s = make_stack("k8s-prod", project, pulumi_env, cluster, "glm-e2e-shared", createNamespace=False)
     s.run("up")
     before = cluster.objects("glm-e2e-shared")
     kinds = {k for k, _ in before}
@@ -261,9 +261,9 @@ def test_destroy_leaves_nothing_glmserve_created_in_the_namespace(cluster, proje
     assert ns_api.get(name="glm-e2e-shared").metadata.name == "glm-e2e-shared"
 
 
-def test_secret_values_never_appear_in_state_logs_or_the_artifact(cluster, project, engine_env, namespaces, tmp_path):
+def test_secret_values_never_appear_in_state_logs_or_the_artifact(cluster, project, pulumi_env, namespaces, tmp_path):
     namespaces.append("glm-e2e-secrets")
-    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-secrets")
+    s = make_stack("k8s-prod", project, pulumi_env, cluster, "glm-e2e-secrets")
     for path, value in (("secrets.apiKey.value", API_KEY), ("secrets.hfToken.value", HF_TOKEN)):
         run_pulumi("config", "set", "--secret", "--path", f"glmserve:{path}", value, "--stack", s.name,
                    env=s.env, project=project)
@@ -288,7 +288,7 @@ def test_secret_values_never_appear_in_state_logs_or_the_artifact(cluster, proje
             assert planted not in proc.stdout + proc.stderr
 
 
-def test_api_server_unreachable_mid_up_fails_clearly_and_state_knows_every_object(cluster, project, engine_env,
+def test_api_server_unreachable_mid_up_fails_clearly_and_state_knows_every_object(cluster, project, pulumi_env,
                                                                                   namespaces, tmp_path):
     # The API server "dies" just as glmserve applies the Deployment: the Namespace, Secret, PVC
     # (and maybe the Service) are in the cluster by then.
@@ -296,7 +296,7 @@ def test_api_server_unreachable_mid_up_fails_clearly_and_state_knows_every_objec
     kc = tmp_path / "proxied-kubeconfig.yaml"
     kc.write_text(yaml.safe_dump(kubeconfig(cluster.pki, f"https://127.0.0.1:{proxy.port}")))
     namespaces.append("glm-e2e-cut")
-    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-cut")
+    s = make_stack("k8s-prod", project, pulumi_env, cluster, "glm-e2e-cut")
     s.env["KUBECONFIG"] = str(kc)
     up = s.run("up", check=False)
     proxy.close()
@@ -331,12 +331,12 @@ def test_api_server_unreachable_mid_up_fails_clearly_and_state_knows_every_objec
         back.close()
 
 
-def test_objects_of_another_owner_and_another_cluster_are_never_touched(cluster, project, engine_env, namespaces,
+def test_objects_of_another_owner_and_another_cluster_are_never_touched(cluster, project, pulumi_env, namespaces,
                                                                       tmp_path):
     """Issue 12: a same-named object of another stack instance stops `up` untouched; refresh and
     destroy through a kubeconfig that now leads elsewhere refuse instead of dropping state."""
     namespaces.append("glm-e2e-owner")
-    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-owner")
+    s = make_stack("k8s-prod", project, pulumi_env, cluster, "glm-e2e-owner")
     dyn = cluster.dynamic()
     dyn.resources.get(api_version="v1", kind="Namespace").create(body={
         "apiVersion": "v1", "kind": "Namespace",
@@ -382,11 +382,11 @@ def test_objects_of_another_owner_and_another_cluster_are_never_touched(cluster,
     assert cluster.objects("glm-e2e-owner") == []
 
 
-def test_rollout_without_gpu_nodes_times_out_naming_the_scheduler_reason(cluster, project, engine_env, namespaces):
+def test_rollout_without_gpu_nodes_times_out_naming_the_scheduler_reason(cluster, project, pulumi_env, namespaces):
     needs_controllers(cluster)
     # Only the CPU node matches: the pod can never be scheduled.
     namespaces.append("glm-e2e-nogpu")
-    s = make_stack("k8s-prod", project, engine_env, cluster, "glm-e2e-nogpu",
+    s = make_stack("k8s-prod", project, pulumi_env, cluster, "glm-e2e-nogpu",
                    nodeSelector={"glmserve.test/pool": "cpu"})
     s.edit({"glmserve:timeouts": {"startupSeconds": 10}})
     up = s.run("up", check=False)

@@ -43,8 +43,8 @@ def engine():
         yield e
 
 
-def multinode_stack(project, engine_env, cluster, namespace, forward, **kube):  # noqa: F811
-    s = make_stack("k8s-multinode", project, engine_env, cluster, namespace, gateUrl=forward.url, **kube)
+def multinode_stack(project, pulumi_env, cluster, namespace, forward, **kube):  # noqa: F811
+    s = make_stack("k8s-multinode", project, pulumi_env, cluster, namespace, gateUrl=forward.url, **kube)
     s.edit({"glmserve:readiness": {"pollIntervalSeconds": 1}})
     return s
 
@@ -80,14 +80,14 @@ def engine_verdict(argv: list[str], version: str):
     return ec.check([a if not a.startswith("$(") else "sk-placeholder" for a in argv], "vllm", version)
 
 
-def test_a_group_comes_up_with_roles_env_gpus_and_restarts_as_a_whole(cluster, project, engine_env,  # noqa: F811
+def test_a_group_comes_up_with_roles_env_gpus_and_restarts_as_a_whole(cluster, project, pulumi_env,  # noqa: F811
                                                                       namespaces, engine):  # noqa: F811
     needs_lws_controller(cluster)
     ns = "glm-e2e-mn"
     namespaces.append(ns)
     forward = ServiceForward(cluster, ns, NAME, engine.url)
     try:
-        s = multinode_stack(project, engine_env, cluster, ns, forward)
+        s = multinode_stack(project, pulumi_env, cluster, ns, forward)
         up = s.run("up")
         assert f"LeaderWorkerSet {ns}/{LWS} rolled out: 1/1 groups of 2 pods ready" in up.stdout, up.stdout
 
@@ -175,7 +175,7 @@ def test_a_group_comes_up_with_roles_env_gpus_and_restarts_as_a_whole(cluster, p
 
 
 def test_two_groups_then_a_config_change_rolls_both_and_destroy_leaves_nothing(cluster, project,  # noqa: F811
-                                                                              engine_env, namespaces,  # noqa: F811
+                                                                              pulumi_env, namespaces,  # noqa: F811
                                                                               engine):
     needs_lws_controller(cluster)
     ns = "glm-e2e-mn2"
@@ -185,7 +185,7 @@ def test_two_groups_then_a_config_change_rolls_both_and_destroy_leaves_nothing(c
         # In a namespace glmserve does not own, so that destroy's leftovers can be listed.
         cluster.dynamic().resources.get(api_version="v1", kind="Namespace").create(
             body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        s = multinode_stack(project, engine_env, cluster, ns, forward, createNamespace=False)
+        s = multinode_stack(project, pulumi_env, cluster, ns, forward, createNamespace=False)
         s.edit({"glmserve:scaling": {"maxReplicas": 2}})
         up = s.run("up")
         assert f"rolled out: 2/2 groups of 2 pods ready" in up.stdout, up.stdout

@@ -49,8 +49,8 @@ def modal_api(engine):
 
 
 @pytest.fixture
-def env(engine_env, modal_api, project, tmp_path):
-    e = {**engine_env, **modal_api.client_env(tmp_path / "modal.toml")}
+def env(pulumi_env, modal_api, project, tmp_path):
+    e = {**pulumi_env, **modal_api.client_env(tmp_path / "modal.toml")}
     run_pulumi("stack", "init", "modal-dev", "--secrets-provider", "passphrase", env=e, project=project)
     set_config(e, project, "secrets.apiKey.value", API_KEY, secret=True)
     set_config(e, project, "readiness.pollIntervalSeconds", "0.2")
@@ -256,10 +256,10 @@ def test_hf_token_by_value_becomes_a_modal_secret_and_never_leaks(env, project, 
     assert planted.encode() not in blob
 
 
-def test_generated_api_key_reaches_the_container_through_a_modal_secret(engine_env, modal_api, engine, project,
+def test_generated_api_key_reaches_the_container_through_a_modal_secret(pulumi_env, modal_api, engine, project,
                                                                          tmp_path):
     """The common case: the stack sets no API key, glmserve generates one."""
-    env = {**engine_env, **modal_api.client_env(tmp_path / "modal.toml")}
+    env = {**pulumi_env, **modal_api.client_env(tmp_path / "modal.toml")}
     run_pulumi("stack", "init", "modal-dev", "--secrets-provider", "passphrase", env=env, project=project)
     set_config(env, project, "readiness.pollIntervalSeconds", "0.2")
     engine.configure(api_key=None)      # the stand-in cannot know the key before it exists

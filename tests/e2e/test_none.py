@@ -18,8 +18,8 @@ def outputs(env, project, stack, secrets=False) -> dict:
     return json.loads(run_pulumi(*args, env=env, project=project).stdout)
 
 
-def test_lifecycle_preview_up_config_change_destroy(engine_env, project, tmp_path):
-    env = engine_env
+def test_lifecycle_preview_up_config_change_destroy(pulumi_env, project, tmp_path):
+    env = pulumi_env
     pre = run_glmserve("preview", "--stack", "dev", env=env, check=True)
     assert "+ 4 to create" in pre.stdout
     assert "glmserve:index:ServingNode" in pre.stdout
@@ -59,8 +59,8 @@ def test_lifecycle_preview_up_config_change_destroy(engine_env, project, tmp_pat
     assert outputs(env, project, "dev") == {}
 
 
-def test_invalid_config_fails_preview_clearly_and_deploys_nothing(engine_env, project, tmp_path):
-    env = engine_env
+def test_invalid_config_fails_preview_clearly_and_deploys_nothing(pulumi_env, project, tmp_path):
+    env = pulumi_env
     run_pulumi("stack", "init", "dev", "--secrets-provider", "passphrase", env=env, project=project)
     run_pulumi("config", "set", "--path", "glmserve:serving.gpuMemoryUtilization", "1.5", "--stack", "dev",
                env=env, project=project)
@@ -75,28 +75,28 @@ def test_invalid_config_fails_preview_clearly_and_deploys_nothing(engine_env, pr
     assert not stack["deployment"].get("resources")
 
 
-def test_program_itself_reports_spec_errors_without_traceback(engine_env, project):
+def test_program_itself_reports_spec_errors_without_traceback(pulumi_env, project):
     """Plain `pulumi preview` (the program itself, without glmserve's pre-check) fails cleanly too."""
     (project / "stacks" / "Pulumi.dev.yaml").write_text(
         "config:\n  glmserve:provider: none\n  glmserve:gpu:\n    type: H201\n")
-    run_pulumi("stack", "init", "dev", "--secrets-provider", "passphrase", env=engine_env, project=project)
-    proc = run_pulumi("preview", "--stack", "dev", env=engine_env, project=project, check=False)
+    run_pulumi("stack", "init", "dev", "--secrets-provider", "passphrase", env=pulumi_env, project=project)
+    proc = run_pulumi("preview", "--stack", "dev", env=pulumi_env, project=project, check=False)
     assert proc.returncode != 0
     text = proc.stdout + proc.stderr
     assert "gpu.type in stacks/Pulumi.dev.yaml: unknown GPU type 'H201'" in text
     assert "Traceback" not in text
 
 
-def test_unknown_provider_is_a_clear_error(engine_env, project):
+def test_unknown_provider_is_a_clear_error(pulumi_env, project):
     (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  glmserve:provider: modul\n")
-    proc = run_glmserve("preview", "--stack", "dev", env=engine_env)
+    proc = run_glmserve("preview", "--stack", "dev", env=pulumi_env)
     assert proc.returncode == 2
     assert "provider: unknown provider (did you mean 'modal'?)" in proc.stderr
     assert "allowed: kubernetes, modal, none, runpod" in proc.stderr
 
 
-def test_up_without_provider_credentials_stops_before_creating_anything(engine_env, project, tmp_path):
-    env = {k: v for k, v in {**os.environ, **engine_env}.items() if not k.startswith("MODAL_TOKEN")}
+def test_up_without_provider_credentials_stops_before_creating_anything(pulumi_env, project, tmp_path):
+    env = {k: v for k, v in {**os.environ, **pulumi_env}.items() if not k.startswith("MODAL_TOKEN")}
     proc = subprocess.run([GLMSERVE, "up", "--stack", "modal-dev"], env=env, text=True, capture_output=True,
                           timeout=120)
     assert proc.returncode == 2
@@ -105,8 +105,8 @@ def test_up_without_provider_credentials_stops_before_creating_anything(engine_e
     assert not list((tmp_path / "state").rglob("*.json")), "no stack, no state, nothing created"
 
 
-def test_plan_is_enforced_at_preview_and_exported_on_up(engine_env, project):
-    env = engine_env
+def test_plan_is_enforced_at_preview_and_exported_on_up(pulumi_env, project):
+    env = pulumi_env
     (project / "stacks" / "Pulumi.dev.yaml").write_text(
         "config:\n  glmserve:provider: none\n  glmserve:model:\n    profile: glm-5.2-bf16\n")
     pre = run_glmserve("preview", "--stack", "dev", env=env)

@@ -22,8 +22,8 @@ def resources(env, project, stack="dev") -> list[tuple[str, str]]:
     return sorted((r["type"], r["urn"].rsplit("::", 1)[1]) for r in state["deployment"].get("resources") or [])
 
 
-def test_plain_pulumi_up_preview_diff_refresh_destroy_on_dev(engine_env, project):
-    env = engine_env
+def test_plain_pulumi_up_preview_diff_refresh_destroy_on_dev(pulumi_env, project):
+    env = pulumi_env
     run_pulumi("stack", "init", "dev", "--secrets-provider", "passphrase", env=env, project=project)
 
     up = run_pulumi("up", "--yes", "--stack", "dev", env=env, project=project)
@@ -49,9 +49,9 @@ def test_plain_pulumi_up_preview_diff_refresh_destroy_on_dev(engine_env, project
     assert outputs(env, project) == {} and resources(env, project) == []
 
 
-def test_glmserve_and_plain_pulumi_share_one_program_and_state(engine_env, project):
+def test_glmserve_and_plain_pulumi_share_one_program_and_state(pulumi_env, project):
     """`glmserve up` then plain `pulumi up`: the same stack, nothing to change, the same outputs."""
-    env = engine_env
+    env = pulumi_env
     run_glmserve("up", "--stack", "dev", env=env, check=True)
     by_glmserve, made = outputs(env, project, secrets=True), resources(env, project)
     assert ("glmserve:index:ServingNode", "glmserve-dev") in made

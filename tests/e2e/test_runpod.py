@@ -75,11 +75,11 @@ def runpod(engine):
 
 
 @pytest.fixture
-def env(engine_env, runpod, project):
+def env(pulumi_env, runpod, project):
     """The stack's environment: stand-in URLs, credentials, short retries; test timeouts in the
     temporary project's stack file; a planted HF token set with `pulumi config set --secret`."""
     e = {
-        **engine_env,
+        **pulumi_env,
         "RUNPOD_API_KEY": RP_KEY,
         "RUNPOD_API_URL": runpod.url,
         "RUNPOD_PROXY_URL_TEMPLATE": runpod.proxy_url_template,

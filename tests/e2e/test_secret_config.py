@@ -32,8 +32,8 @@ def state_text(tmp_path) -> str:
     return "".join(p.read_text() for p in (tmp_path / "state").rglob("*.json"))
 
 
-def test_secret_engine_env_on_dev_never_in_clear(engine_env, project, tmp_path):
-    env = engine_env
+def test_secret_engine_env_on_dev_never_in_clear(pulumi_env, project, tmp_path):
+    env = pulumi_env
     set_secret_env(env, project, "dev")
     seen = []
     seen.append(run_pulumi("up", "--yes", "--stack", "dev", env=env, project=project))
@@ -60,8 +60,8 @@ def modal_api(engine):
         yield api
 
 
-def test_secret_engine_env_reaches_modal_only_as_a_modal_secret(engine_env, project, tmp_path, modal_api, engine):
-    env = {**engine_env, **modal_api.client_env(tmp_path / "modal.toml")}
+def test_secret_engine_env_reaches_modal_only_as_a_modal_secret(pulumi_env, project, tmp_path, modal_api, engine):
+    env = {**pulumi_env, **modal_api.client_env(tmp_path / "modal.toml")}
     set_secret_env(env, project, "modal-dev")
     for key, value, secret in (("secrets.apiKey.value", API_KEY, True), ("readiness.pollIntervalSeconds", "0.2", False)):
         run_pulumi("config", "set", "--path", f"glmserve:{key}", value, "--stack", "modal-dev",

@@ -45,14 +45,14 @@ DESTROY_POINTS = [("DELETE " + DEPLOYMENTS, 1), ("DELETE " + SECRET, 1)]
 
 
 class Scenario:
-    def __init__(self, cluster, project, engine_env, tmp_path, used):  # noqa: F811
+    def __init__(self, cluster, project, pulumi_env, tmp_path, used):  # noqa: F811
         self.cluster, self.project = cluster, project
         self.switch = KillSwitch()
         self.proxy = CuttingProxy(cluster, switch=self.switch)
         kc = tmp_path / "proxied-kubeconfig.yaml"
         kc.write_text(yaml.safe_dump(kubeconfig(cluster.pki, f"https://127.0.0.1:{self.proxy.port}")))
         used += [NS, FOREIGN_NS]
-        self.stack = make_stack(STACK, project, engine_env, cluster, NS)
+        self.stack = make_stack(STACK, project, pulumi_env, cluster, NS)
         self.stack.env["KUBECONFIG"] = str(kc)
         run_pulumi("config", "set", "--secret", "--path", "glmserve:secrets.apiKey.value", API_KEY, "--stack", STACK,
                    env=self.stack.env, project=project)
@@ -106,8 +106,8 @@ class Scenario:
 
 
 @pytest.fixture
-def scenario(cluster, project, engine_env, tmp_path, namespaces):  # noqa: F811
-    s = Scenario(cluster, project, engine_env, tmp_path, namespaces)
+def scenario(cluster, project, pulumi_env, tmp_path, namespaces):  # noqa: F811
+    s = Scenario(cluster, project, pulumi_env, tmp_path, namespaces)
     yield s
     s.close()
 

@@ -42,13 +42,13 @@ DESTROY_POINTS = [("AppStop", 1), ("SecretDelete", 1)]
 
 
 class Scenario:
-    def __init__(self, engine_env, project, tmp_path):
+    def __init__(self, pulumi_env, project, tmp_path):
         self.switch = KillSwitch()
         self.engine = EngineStandin(MODEL, api_key=API_KEY).__enter__()
         self.modal = ModalStandin(web_url=self.engine.url, secrets={"huggingface": {"HF_TOKEN": HF_TOKEN}},
                                   switch=self.switch).__enter__()
         self.project = project
-        self.env = {**engine_env, **self.modal.client_env(tmp_path / "modal.toml")}
+        self.env = {**pulumi_env, **self.modal.client_env(tmp_path / "modal.toml")}
         self.journal = Journal()
         run_pulumi("stack", "init", STACK, "--secrets-provider", "passphrase", env=self.env, project=project)
         for path, value, secret in (("secrets.apiKey.value", API_KEY, True),
@@ -98,8 +98,8 @@ class Scenario:
 
 
 @pytest.fixture
-def scenario(engine_env, project, tmp_path):
-    s = Scenario(engine_env, project, tmp_path)
+def scenario(pulumi_env, project, tmp_path):
+    s = Scenario(pulumi_env, project, tmp_path)
     yield s
     s.close()
 

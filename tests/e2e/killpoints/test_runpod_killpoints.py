@@ -54,9 +54,9 @@ def cloud():
 
 
 @pytest.fixture
-def stack_env(engine_env, cloud, project):
+def stack_env(pulumi_env, cloud, project):
     rp = cloud[0]
-    env = {**engine_env, "RUNPOD_API_KEY": RP_KEY, "RUNPOD_API_URL": rp.url,
+    env = {**pulumi_env, "RUNPOD_API_KEY": RP_KEY, "RUNPOD_API_URL": rp.url,
            "RUNPOD_PROXY_URL_TEMPLATE": rp.proxy_url_template, "GLMSERVE_HTTP_ATTEMPTS": "4",
            "GLMSERVE_HTTP_BACKOFF_INITIAL": "0.05", "GLMSERVE_HTTP_BACKOFF_MAX": "0.2",
            "GLMSERVE_HTTP_RETRY_AFTER_MAX": "2", "GLMSERVE_HTTP_TIMEOUT": "5"}

@@ -250,15 +250,15 @@ def _needs(provider: str):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("rule", list(VIOLATING))
-def test_each_rule_fails_a_violating_stack_at_preview(rule, engine_env, project):
+def test_each_rule_fails_a_violating_stack_at_preview(rule, pulumi_env, project):
     config, message = VIOLATING[rule]
     _needs(config["provider"])
     stack = f"pol-{rule}"
     write_stack(project, stack, config)
-    offline = run_glmserve("policy", "--stack", stack, env=engine_env)
+    offline = run_glmserve("policy", "--stack", stack, env=pulumi_env)
     assert offline.returncode == 1 and f"FAIL  {rule}" in offline.stdout, offline.stdout + offline.stderr
 
-    proc = run_glmserve("preview", "--stack", stack, env={**engine_env, "RUNPOD_API_KEY": ""})
+    proc = run_glmserve("preview", "--stack", stack, env={**pulumi_env, "RUNPOD_API_KEY": ""})
     text = proc.stdout + proc.stderr
     assert proc.returncode == 1, text
     assert f"policy check failed for stack {stack}" in text, text
@@ -266,19 +266,19 @@ def test_each_rule_fails_a_violating_stack_at_preview(rule, engine_env, project)
     assert "Traceback" not in text
     assert PLAIN_KEY not in text, "the policy message must not print the key it complains about"
     # nothing was registered: the stack holds no resources
-    out = run_pulumi("stack", "export", "--stack", stack, env=engine_env, project=project)
+    out = run_pulumi("stack", "export", "--stack", stack, env=pulumi_env, project=project)
     assert not json.loads(out.stdout)["deployment"].get("resources")
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", list(COMPLIANT))
-def test_a_compliant_stack_passes_at_preview(name, engine_env, project):
+def test_a_compliant_stack_passes_at_preview(name, pulumi_env, project):
     config = COMPLIANT[name]
     _needs(config["provider"])
     stack = f"ok-{name}"
     write_stack(project, stack, config)
-    offline = run_glmserve("policy", "--stack", stack, env=engine_env)
+    offline = run_glmserve("policy", "--stack", stack, env=pulumi_env)
     assert offline.returncode == 0 and "PASS" in offline.stdout, offline.stdout + offline.stderr
-    proc = run_glmserve("preview", "--stack", stack, env={**engine_env, "RUNPOD_API_KEY": ""})
+    proc = run_glmserve("preview", "--stack", stack, env={**pulumi_env, "RUNPOD_API_KEY": ""})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "to create" in proc.stdout and "policy check failed" not in proc.stdout + proc.stderr

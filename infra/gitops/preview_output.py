@@ -1,4 +1,4 @@
-"""What a Pulumi engine run printed, read back: the resources it would change and its
+"""What a `pulumi preview` or `refresh` printed, read back: the resources it would change and its
 `Resources:` summary (for the PR summary and the drift report)."""
 from __future__ import annotations
 
