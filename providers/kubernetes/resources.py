@@ -26,6 +26,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Resou
 from infra.common.secrets import redact, register
 
 from providers.kubernetes import client as k
+from providers.kubernetes import rollout
 
 
 def _log(msg: str) -> None:
@@ -276,13 +277,13 @@ class RolloutProvider(ResourceProvider):
         ref = k.normalize(props["workload"])
         try:
             c = k.connect(props.get("cluster"))
-            live = k.wait_rollout(c, ref, props["selector"], timeout=float(props["timeoutSeconds"]),
+            live = rollout.wait_rollout(c, ref, props["selector"], timeout=float(props["timeoutSeconds"]),
                                   poll_seconds=float(props.get("pollSeconds") or 5), log=_log)
         except Exception as e:  # noqa: BLE001
             err = k.explain(e, f"waiting for {k.describe(ref)}")
             raise Exception(redact(f"{err}. The workload is kept in state: fix it and run up again, "
                                    f"or destroy it.")) from None
-        _, progress = k.rollout_state(live)
+        _, progress = rollout.rollout_state(live)
         return {**props, "ready": True, "status": progress}
 
     def create(self, props):
@@ -305,7 +306,7 @@ class RolloutProvider(ResourceProvider):
         try:
             c = k.connect(props.get("cluster"))
             live = k.get(c, ref)
-            done, progress = k.workload_state(c, live, props["selector"]) if live else (False, "missing")
+            done, progress = rollout.workload_state(c, live, props["selector"]) if live else (False, "missing")
         except Exception as e:  # noqa: BLE001
             raise _fail(e, f"reading {k.describe(ref)}") from None
         if done:    # unchanged: the status of the last wait stands

@@ -68,13 +68,16 @@ def test_secret_engine_env_reaches_modal_only_as_a_modal_secret(pulumi_env, proj
                    *(["--secret"] if secret else []), env=env, project=project)
 
     up = run_pulumi("up", "--yes", "--stack", "modal-dev", env=env, project=project)
+    owner = json.loads(run_pulumi("stack", "output", "--json", "--stack", "modal-dev", env=env,
+                                  project=project).stdout)["owner"]
+    secret_name = f"glmserve-modal-dev-engine-env-{owner}"
     diff = run_pulumi("preview", "--diff", "--stack", "modal-dev", env=env, project=project)
     rendered = run_glmserve("render", "--stack", "modal-dev", "--artifact", env=env, check=True)
     for text in (up.stdout + up.stderr, diff.stdout + diff.stderr, rendered.stdout):
         assert PLANTED not in text
 
     # The container gets it from a Modal secret that the function mounts ...
-    secret = modal_api.secret("glmserve-modal-dev-engine-env")
+    secret = modal_api.secret(secret_name)
     assert secret is not None and secret.values == {VAR: PLANTED}
     fn = function_definition(modal_api.last("FunctionCreate"))
     assert secret.secret_id in fn.secret_ids
@@ -92,4 +95,4 @@ def test_secret_engine_env_reaches_modal_only_as_a_modal_secret(pulumi_env, proj
 
     down = run_pulumi("destroy", "--yes", "--stack", "modal-dev", env=env, project=project)
     assert PLANTED not in down.stdout + down.stderr
-    assert modal_api.secret("glmserve-modal-dev-engine-env") is None
+    assert modal_api.secret(secret_name) is None

@@ -30,7 +30,8 @@ def test_modal_mounts_a_secret_instead_of_writing_the_variable(project):
     spec = spec_with_secret_env(project, "modal-dev")
     module = providers.get("modal").artifact(spec, render(spec), "modal-dev", "glmserve")
     assert VAR not in module and "PLAIN_SETTING" in module
-    assert 'modal.Secret.from_name("glmserve-modal-dev-engine-env")' in module
+    # named like glmserve's other Modal secrets: the stack instance's owner id last (OWNER before a deploy)
+    assert 'modal.Secret.from_name("glmserve-modal-dev-engine-env-OWNER")' in module
 
 
 def test_kubernetes_takes_the_variable_from_its_secret(project):
