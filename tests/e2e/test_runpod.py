@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -315,7 +316,8 @@ def test_plain_pulumi_up_update_refresh_destroy(env, project, runpod, engine, mo
     # A config change is an in-place PATCH: preview --diff shows it and changes nothing.
     pulumi("config", "set", "--path", "glmserve:serving.maxModelLen", "65536")
     pre = pulumi("preview", "--diff")
-    assert "--max-model-len 65536" in pre.stdout and "update" in pod_line(pre.stdout), pre.stdout
+    assert re.search(r"~ args\s*: \".*--max-model-len 131072 .*\" => \".*--max-model-len 65536 ", pre.stdout), pre.stdout
+    assert "~ 2 to update" in pre.stdout, pre.stdout     # the pod and its readiness gate
     assert "replace" not in pre.stdout and not runpod.requests("PATCH"), pre.stdout
     pulumi("up", "--yes")
     [patch] = runpod.requests("PATCH", "/v2/pods/*")
