@@ -240,6 +240,53 @@ def test_config_edit_updates_in_place_and_an_immutable_change_replaces(cluster, 
     s.run("destroy")
 
 
+
+def test_plain_pulumi_up_update_refresh_destroy(cluster, project, pulumi_env, namespaces, monkeypatch):
+    """The commands a user types in the project folder, with no glmserve wrapper and no
+    GLMSERVE_PROJECT_DIR: the program finds the project from its working directory."""
+    namespaces.append("glm-e2e-plain")
+    s = make_stack("k8s-prod", project, pulumi_env, cluster, "glm-e2e-plain")
+    monkeypatch.delenv("GLMSERVE_PROJECT_DIR")
+    user = {k: v for k, v in s.env.items() if k != "GLMSERVE_PROJECT_DIR"}
+
+    def pulumi(*args):
+        return run_pulumi(*args, "--stack", s.name, env=user, project=project)
+
+    # up: the objects are applied and (with controllers) up waited for the rollout.
+    made = pulumi("up", "--yes")
+    dep = s.live("apps/v1", "Deployment", "glmserve-k8s-prod")
+    assert dep is not None, made.stdout
+    uid = dep["metadata"]["uid"]
+    if cluster.with_controllers:
+        assert "rolled out: 1/1 replicas available" in made.stdout, made.stdout
+        assert s.outputs()["rollout"].startswith("1/1 replicas available")
+
+    # A config change patches the Deployment in place: preview --diff shows it, up applies it.
+    pulumi("config", "set", "--path", "glmserve:serving.maxModelLen", "65536")
+    pre = pulumi("preview", "--diff")
+    assert '"131072" => "65536"' in pre.stdout, pre.stdout
+    assert re.search(r"~ [12] to update", pre.stdout) and "to replace" not in pre.stdout, pre.stdout
+    pulumi("up", "--yes")
+    dep = s.live("apps/v1", "Deployment", "glmserve-k8s-prod")
+    args = container(dep)["args"]
+    assert dep["metadata"]["uid"] == uid and args[args.index("--max-model-len") + 1] == "65536"
+
+    # Scaled to 0 out of band: refresh records the drift, up puts the replica back.
+    cluster.dynamic().resources.get(api_version="apps/v1", kind="Deployment").patch(
+        name="glmserve-k8s-prod", namespace="glm-e2e-plain", body={"spec": {"replicas": 0}},
+        content_type="application/merge-patch+json")
+    ref = pulumi("refresh", "--yes")
+    assert "1 updated" in ref.stdout, ref.stdout
+    pulumi("up", "--yes")
+    assert s.live("apps/v1", "Deployment", "glmserve-k8s-prod")["spec"]["replicas"] == 1
+
+    down = pulumi("destroy", "--yes")
+    assert "deleted" in down.stdout
+    assert cluster.objects("glm-e2e-plain") == []
+    assert s.live("v1", "Namespace", "glm-e2e-plain", namespace=None) is None
+    assert json.loads(pulumi("stack", "output", "--json").stdout) == {}
+
+
 # The k8s-multinode stack (LeaderWorkerSet, with the LWS controller): test_kubernetes_multinode.py.
 
 

@@ -403,3 +403,50 @@ def test_a_deploy_without_a_web_url_stops_the_app_before_failing(env, project, m
     assert proc.returncode == 1, text
     assert "gave its 'serve' function no web URL" in text and "the app was stopped again" in text, text
     assert not [a for a in modal_api.apps() if a.state == AppState.DEPLOYED]
+
+
+# ----------------------------------------------------------------------------- plain `pulumi` (issue 13)
+
+def test_plain_pulumi_up_update_refresh_destroy(env, project, modal_api, engine, monkeypatch):
+    """The commands a user types in the project folder, with no glmserve wrapper and no
+    GLMSERVE_PROJECT_DIR: the program finds the project from its working directory."""
+    monkeypatch.delenv("GLMSERVE_PROJECT_DIR")
+    user = {k: v for k, v in env.items() if k != "GLMSERVE_PROJECT_DIR"}
+
+    def pulumi(*args):
+        proc = run_pulumi(*args, "--stack", "modal-dev", env=user, project=project)
+        assert API_KEY not in proc.stdout + proc.stderr and HF_TOKEN not in proc.stdout + proc.stderr
+        return proc
+
+    # up: the app is deployed and the readiness gate ran against its web URL before up returned.
+    made = pulumi("up", "--yes")
+    assert "lists glm-5.2-fp8" in made.stdout, made.stdout
+    assert engine.requests("/health"), "the readiness gate polled the engine"
+    app = modal_api.app(APP)
+    assert app.state == AppState.DEPLOYED and app.tags == {"glmserve-owner": outputs(user, project)["owner"]}
+    out = outputs(user, project, secrets=True)
+    assert out["url"] == engine.url and out["apiKey"] == API_KEY
+    assert [m.id for m in openai.OpenAI(base_url=out["baseUrl"], api_key=API_KEY).models.list()] == [MODEL]
+
+    # A config change is an in-place update: preview --diff shows the new value, up redeploys it.
+    set_config(user, project, "serving.maxModelLen", "65536")
+    pre = pulumi("preview", "--diff")
+    assert '"131072" => "65536"' in pre.stdout, pre.stdout
+    assert "~ 2 to update" in pre.stdout and "to replace" not in pre.stdout and "+-" not in pre.stdout, pre.stdout
+    pulumi("up", "--yes")
+    assert modal_api.app(APP).app_id == app.app_id
+    assert any(b"'--max-model-len', '65536'" in b for b in modal_api.uploaded_files().values())
+
+    # Stopped out of band with the real modal CLI: refresh drops the app, up deploys it again.
+    assert modal_cli(user, "app", "stop", APP, "--yes").returncode == 0
+    assert "deleted" in pulumi("refresh", "--yes").stdout
+    pulumi("up", "--yes")
+    assert modal_api.app(APP).state == AppState.DEPLOYED
+
+    key_secret = own_secret(user, project, "api-key")
+    down = pulumi("destroy", "--yes")
+    assert "deleted" in down.stdout
+    assert not [a for a in modal_api.apps() if a.state == AppState.DEPLOYED]
+    assert modal_api.secret(key_secret) is None and modal_api.secret("huggingface") is not None
+    assert outputs(user, project) == {}
+

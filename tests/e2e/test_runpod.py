@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -290,6 +291,50 @@ def test_stop_start_refresh_after_out_of_band_changes(env, project, runpod, engi
     glm("destroy", env)
     assert glmserve_owned(runpod) == ([], [])
     assert_no_plain_secret(tmp_path, HF_TOKEN)
+
+
+
+def test_plain_pulumi_up_update_refresh_destroy(env, project, runpod, engine, monkeypatch):
+    """The commands a user types in the project folder, with no glmserve wrapper and no
+    GLMSERVE_PROJECT_DIR: the program finds the project from its working directory."""
+    monkeypatch.delenv("GLMSERVE_PROJECT_DIR")
+    user = {k: v for k, v in env.items() if k != "GLMSERVE_PROJECT_DIR"}
+
+    def pulumi(*args):
+        proc = run_pulumi(*args, "--stack", STACK, env=user, project=project)
+        assert HF_TOKEN not in proc.stdout + proc.stderr, f"the HF token leaked into `pulumi {args[0]}` output"
+        return proc
+
+    # up: one pod, and the readiness gate went through its proxy URL before up returned.
+    pulumi("up", "--yes")
+    out = outputs(user, project, secrets=True)
+    pod_id = out["podId"]
+    assert [p["id"] for p in runpod.live_pods()] == [pod_id]
+    assert engine.requests("/health", pod_id=pod_id), "the readiness gate polled the pod"
+    assert [m.id for m in openai.OpenAI(base_url=out["baseUrl"], api_key=out["apiKey"]).models.list().data] == [SERVED]
+
+    # A config change is an in-place PATCH: preview --diff shows it and changes nothing.
+    pulumi("config", "set", "--path", "glmserve:serving.maxModelLen", "65536")
+    pre = pulumi("preview", "--diff")
+    assert re.search(r"~ args\s*: \".*--max-model-len 131072 .*\" => \".*--max-model-len 65536 ", pre.stdout), pre.stdout
+    assert "~ 2 to update" in pre.stdout, pre.stdout     # the pod and its readiness gate
+    assert "replace" not in pre.stdout and not runpod.requests("PATCH"), pre.stdout
+    pulumi("up", "--yes")
+    [patch] = runpod.requests("PATCH", "/v2/pods/*")
+    assert patch.path == f"/v2/pods/{pod_id}" and "--max-model-len 65536" in patch.json["args"]
+    assert [p["id"] for p in runpod.live_pods()] == [pod_id]
+
+    # Terminated out of band: refresh drops the pod from state, up creates a new one.
+    runpod.terminate_out_of_band(pod_id)
+    assert "deleted" in pulumi("refresh", "--yes").stdout
+    pulumi("up", "--yes")
+    [live] = runpod.live_pods()
+    assert live["id"] != pod_id and outputs(user, project)["podId"] == live["id"]
+
+    down = pulumi("destroy", "--yes")
+    assert "deleted" in down.stdout
+    assert glmserve_owned(runpod) == ([], []) and runpod.live_pods() == []
+    assert outputs(user, project) == {}
 
 
 OFFICE = {"timeZone": "Europe/Berlin", "minReplicas": 1,
