@@ -48,7 +48,7 @@ CASES = {
     "feasible-plan": (
         {"glmserve:gpu": {"count": 4}, "glmserve:serving": {"tensorParallelSize": 4}},
         {"glmserve:gpu": {"count": 8}, "glmserve:serving": {"tensorParallelSize": 8}},
-        "[feasible-plan] does not fit: weights 178.38 GiB/GPU"),
+        "(capacity plan): [feasible-plan] does not fit: weights 182.48 GiB/GPU"),
 }
 
 
