@@ -32,14 +32,16 @@ pulumi:
 	@scripts/install-pulumi >/dev/null
 
 # The CrossGuard policy pack's own virtualenv (policy/PulumiPolicy.yaml: virtualenv .venv), never
-# the project's: pulumi-policy pins protobuf 5, the project locks protobuf 6 (policy/requirements.txt).
+# the project's: pulumi-policy pins protobuf 5, the project locks protobuf 6 (policy/requirements.in;
+# scripts/lock resolves it into policy/requirements.txt with hashes). `make test` builds it once and
+# again only when policy/requirements.txt changes (the stamp below).
 POLICY_VENV := policy/.venv
 policy-pack: $(POLICY_VENV)/.installed
 
 $(POLICY_VENV)/.installed: policy/requirements.txt
 	@echo "policy-pack: virtualenv $(POLICY_VENV) for pulumi preview --policy-pack policy"
 	@test -x $(POLICY_VENV)/bin/python || $(PYTHON) -m venv $(POLICY_VENV)
-	@$(POLICY_VENV)/bin/pip install -q --disable-pip-version-check -r policy/requirements.txt
+	@$(POLICY_VENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r policy/requirements.txt
 	@$(POLICY_VENV)/bin/pip check -q 2>/dev/null || $(POLICY_VENV)/bin/pip check
 	@touch $@
 
@@ -51,7 +53,7 @@ engine-check: $(STAMP)
 k8s-test-cluster:
 	@scripts/install-k8s-test-cluster >/dev/null
 
-test: setup engine-check k8s-test-cluster
+test: setup policy-pack engine-check k8s-test-cluster
 	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 validate render plan: $(STAMP)

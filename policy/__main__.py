@@ -2,10 +2,11 @@
 each evaluated on the policy facts of the stack's ServingNode component (serving_node.py).
 
     make policy-pack                                       # its virtualenv, once
-    pulumi preview --stack modal-prod --policy-pack policy
+    GLMSERVE_POLICY_PACK=1 pulumi preview --stack modal-prod --policy-pack policy
 
-The program runs the same rules itself (infra/deploy/program.py), so `glmserve preview/up` gate
-a stack the same way without the pack; docs/gitops.md says why both exist."""
+The program runs the same rules itself (infra/deploy/program.py) and stops before registering
+anything unless GLMSERVE_POLICY_PACK says this pack judges the run (infra/policy/pack.py);
+`glmserve preview/up` pass the pack and set it once policy/.venv is built (docs/gitops.md)."""
 import importlib.util
 import sys
 from pathlib import Path

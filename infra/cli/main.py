@@ -15,6 +15,7 @@ from typing import Callable
 from infra.deploy.pulumi_output import OutputFilter, summary
 from infra.common.errors import GlmserveError, Problem
 from infra.common.secrets import redact
+from infra.policy.pack import PACK_ENV, available_pack
 
 EXIT_USER = 2
 EXIT_FAILED = 1
@@ -135,6 +136,10 @@ def _pulumi_args(op: str, args) -> list[str]:
         cmd.append("--diff")
     if getattr(args, "preview_only", False):
         cmd = [op, "--stack", args.stack, "--preview-only"]
+    pack = available_pack() if op in ("preview", "up") else None
+    if pack is not None:
+        # The CrossGuard pack judges the ServingNode; PACK_ENV (set by the caller) tells the program.
+        cmd += ["--policy-pack", str(pack)]
     return cmd
 
 
@@ -163,8 +168,17 @@ def _pulumi_op(op: str) -> Callable:
             if line is not None:
                 print(line, flush=True)
 
-        if stream_cli(_pulumi_args(op, args), out) != 0:
+        cmd = _pulumi_args(op, args)
+        if "--policy-pack" in cmd:
+            # The pack reports the violations; the program steps aside (infra/policy/pack.py).
+            os.environ[PACK_ENV] = cmd[cmd.index("--policy-pack") + 1]
+        if stream_cli(cmd, out) != 0:
             detail = summary(shown.errors)
+            if shown.policy_violations:
+                # The pack's verdict, worded as the program's own check words it (infra/policy/check.py).
+                print(redact(f"glmserve: policy check failed for stack {args.stack} (environment "
+                             f"{spec.policy.environment}; reported by the policy pack policy/; docs/gitops.md):\n"
+                             + "\n".join(f"  - {v}" for v in shown.policy_violations)), file=sys.stderr)
             if "currently locked" in detail:
                 # A killed run leaves the file backend's lock behind (docs: README, RunPod section).
                 detail += (f"\n  hint: if no other run is active, release the lock with "

@@ -30,8 +30,6 @@ def program() -> None:
         policy = enforce(spec, plan, pulumi.get_stack())
     except GlmserveError as e:
         raise pulumi.RunError(e.render()) from None
-    if plan is not None and plan.errors():
-        raise pulumi.RunError("glmserve: the node does not fit:\n  - " + "\n  - ".join(plan.errors()))
     stack, project = pulumi.get_stack(), pulumi.get_project()
     try:
         node = ServingNode(f"{project}-{stack}", ServingNodeArgs(spec=spec, command=command, stack=stack, project=project, plan=plan,

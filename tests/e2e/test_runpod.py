@@ -217,7 +217,7 @@ def test_up_serves_openai_update_patches_replace_recreates_destroy_cleans(env, p
     assert outputs(env, project)["podId"] == pod_id
 
     # 2b. an unpatchable change (GPU count): preview shows a replace; after up exactly one pod.
-    # GLM-5.2-FP8 does not fit 4 H200s (the planner stops the program), so this step plans the
+    # GLM-5.2-FP8 does not fit 4 H200s (the feasible-plan rule stops it), so this step plans the
     # 70B profile; the pod's GPU shape is what matters here.
     edit_stack(project, {"glmserve:gpu": {"count": 4}, "glmserve:serving": {"tensorParallelSize": 4},
                          "glmserve:model": {"profile": "llama-3.1-70b"}})

@@ -57,3 +57,53 @@ def test_secrets_known_to_the_process_are_redacted():
     secrets.register("sk-glm-PLANTED-output-filter-123")
     shown, _ = run("    info: key sk-glm-PLANTED-output-filter-123 in a log line\n")
     assert shown == ["    info: key [secret] in a log line"]
+
+
+# A preview that the policy pack (policy/) failed: the engine lists the violations under
+# `Policies:` and cancels the program, whose language host prints a chained KeyboardInterrupt.
+PACK_FAILED = """\
+ +  pulumi:pulumi:Stack glmserve-dev create error: preview failed
+ +  pulumi:pulumi:Stack glmserve-dev create Traceback (most recent call last):
+ +  pulumi:pulumi:Stack glmserve-dev create   File "/x/pulumi-language-python-exec", line 232, in <module>
+ +  pulumi:pulumi:Stack glmserve-dev create     loop.run_until_complete(coro)
+ +  pulumi:pulumi:Stack glmserve-dev create KeyboardInterrupt
+ +  pulumi:pulumi:Stack glmserve-dev create During handling of the above exception, another exception occurred:
+ +  pulumi:pulumi:Stack glmserve-dev create Traceback (most recent call last):
+ +  pulumi:pulumi:Stack glmserve-dev create     t.join()
+ +  pulumi:pulumi:Stack glmserve-dev create KeyboardInterrupt
+ +  pulumi:pulumi:Stack glmserve-dev create 1 error; 26 messages
+Policies:
+    \u274c glmserve@v0.0.1 (local: /x/policy)
+        - [mandatory]  pinned-revision  (glmserve:index:ServingNode: glmserve-dev)
+          model.revision is a 40-hex commit (on in prod)
+          model.revision in stacks/Pulumi.dev.yaml: [pinned-revision] is not set; allowed: the 40-hex commit
+
+Diagnostics:
+  pulumi:pulumi:Stack (glmserve-dev):
+    error: preview failed
+
+    Traceback (most recent call last):
+      File "/x/pulumi-language-python-exec", line 232, in <module>
+        loop.run_until_complete(coro)
+    KeyboardInterrupt
+    During handling of the above exception, another exception occurred:
+    Traceback (most recent call last):
+        t.join()
+    KeyboardInterrupt
+
+Outputs:
+    provider     : "none"
+"""
+
+
+def test_the_packs_violations_are_collected_and_the_cancellation_dropped():
+    shown, f = run(PACK_FAILED)
+    text = "\n".join(shown)
+    assert f.policy_violations == ["model.revision in stacks/Pulumi.dev.yaml: [pinned-revision] is not set; "
+                                   "allowed: the 40-hex commit"]
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text and "During handling" not in text
+    assert "t.join()" not in text and "File \"" not in text
+    # what follows the tracebacks is shown again
+    assert " +  pulumi:pulumi:Stack glmserve-dev create 1 error; 26 messages" in shown
+    assert '    provider     : "none"' in shown
+    assert f.errors == [] and summary(f.errors) == ""
