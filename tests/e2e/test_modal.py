@@ -311,7 +311,7 @@ def test_the_gpu_snapshot_app_deploys_as_a_class_and_the_window_moves_its_autosc
     source = artifact(spec_of(**SMALL, modal={"gpuSnapshot": True},
                               scaling={"minReplicas": 0, "maxReplicas": 1, "warmSchedule": OFFICE}))
     with ModalStandin(web_url="http://127.0.0.1:18000",
-                      secrets={"glmserve-test-api-key": {"VLLM_API_KEY": API_KEY}}) as api:
+                      secrets={"glmserve-test-api-key-OWNER": {"VLLM_API_KEY": API_KEY}}) as api:
         with modal_client_env(api, tmp_path / "modal.toml"):
             _, url = deploy_module(source, "snap", None, "recreate", None)
             set_min_containers("snap", None, 1, in_class=True)
