@@ -3,6 +3,7 @@ and an isolated Pulumi environment (local file backend, passphrase, PULUMI_HOME)
 Helpers that are not fixtures live in tests/helpers.py."""
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -38,3 +39,14 @@ def pulumi_env(project, tmp_path, monkeypatch) -> dict[str, str]:
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
+
+
+@pytest.fixture
+def fresh_event_loop():
+    """Pulumi's mocks run their resource registrations on the thread's current event loop; an
+    earlier test in the same worker may have closed or cleared it."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()

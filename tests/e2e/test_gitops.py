@@ -640,7 +640,7 @@ def test_workflow_secrets_come_from_the_secret_store_and_are_never_echoed():
             for k, v in (kv for e in envs for kv in e.items()):
                 if is_secret_name(k):
                     assert str(v).startswith("${{ secrets."), (name, k, v)
-            if "steps" in job:
+            if "steps" in job and "env" in job:   # a job without env gets no secret at all
                 assert job["env"]["PULUMI_CONFIG_PASSPHRASE"] == "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}", name
                 assert job["env"]["PULUMI_BACKEND_URL"] == "${{ secrets.PULUMI_BACKEND_URL }}", name
         assert "::add-mask::" not in text

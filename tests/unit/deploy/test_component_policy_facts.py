@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pulumi
+import pytest
 import yaml
 
 from infra.deploy.component import SERVING_NODE_TYPE, ServingNode, ServingNodeArgs
@@ -16,6 +17,9 @@ from infra.spec.build import build_spec
 
 from tests.helpers import ROOT
 
+
+# Pulumi's mocks need a live event loop of their own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_event_loop")
 
 class Recorder(pulumi.runtime.Mocks):
     def __init__(self):

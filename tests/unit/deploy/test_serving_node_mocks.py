@@ -11,6 +11,9 @@ from infra.deploy.component import SERVING_NODE_TYPE, ServingNode, ServingNodeAr
 from infra.engine.render import render
 from infra.spec.load import spec_for_stack
 
+# Pulumi's mocks need a live event loop of their own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_event_loop")
+
 DYNAMIC = "pulumi-python:dynamic:Resource"
 KEY = "generated-key-Zq8rT2mVx4Lp9sKd"
 # stack -> the children's names after "glmserve-<stack>-", beside identity and api-key

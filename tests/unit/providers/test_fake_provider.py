@@ -17,6 +17,9 @@ from infra.spec.model import NodeSpec
 from providers.base import Feature, Provider, ProviderOptions
 
 
+# Pulumi's mocks need a live event loop of their own (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fresh_event_loop")
+
 class FakeOptions(ProviderOptions):
     region: str = "here-1"
 
