@@ -16,22 +16,11 @@ from infra.policy.check import evaluate
 from infra.spec.build import build_spec
 
 from tests.helpers import ROOT
+from tests.pulumi_mocks import Recorder
 
 
 # Pulumi's mocks need a live event loop of their own (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("fresh_event_loop")
-
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self):
-        self.registered: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.registered.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
 
 def test_serving_node_inputs_are_the_policy_facts():
     mocks = Recorder()

@@ -10,6 +10,7 @@ import pytest
 from infra.deploy.component import SERVING_NODE_TYPE, ServingNode, ServingNodeArgs
 from infra.engine.render import render
 from infra.spec.load import spec_for_stack
+from tests.pulumi_mocks import Recorder
 
 # Pulumi's mocks need a live event loop of their own (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("fresh_event_loop")
@@ -24,26 +25,12 @@ CHILDREN = {
 }
 
 
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self):
-        self.registered: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.registered.append(args)
-        # What the dynamic providers would answer: a URL for what serves, a value for the key.
-        return f"{args.name}-id", {"url": f"https://{args.name}.example", "value": KEY, "owner": "gs" + "0" * 20,
-                                   **dict(args.inputs)}
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
 @pytest.mark.parametrize("stack", sorted(CHILDREN))
 def test_children_secrets_and_outputs(stack, monkeypatch):
     for var in ("RUNPOD_API_KEY", "MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
         monkeypatch.delenv(var, raising=False)
     spec = spec_for_stack(stack)
-    mocks = Recorder()
+    mocks = Recorder(extra={"url": "https://endpoint.example", "value": KEY, "owner": "gs" + "0" * 20})
     pulumi.runtime.set_mocks(mocks, project="glmserve", stack=stack, preview=False)
     name = f"glmserve-{stack}"
 

@@ -16,6 +16,7 @@ from infra.deploy.target import DeployContext, Endpoint
 from infra.spec.model import NodeSpec
 from providers.base import Feature, Provider, ProviderOptions
 
+from tests.pulumi_mocks import Recorder
 
 # Pulumi's mocks need a live event loop of their own (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("fresh_event_loop")
@@ -67,18 +68,6 @@ def test_the_cli_validates_plans_and_renders_a_provider_it_does_not_know(fake, c
         "config:\n  glmserve:provider: fake\n  glmserve:fake:\n    zone: x\n")
     assert main(["validate", "--stack", "fake-dev"]) == 2
     assert "fake.zone" in capsys.readouterr().err
-
-
-class Recorder(pulumi.runtime.Mocks):
-    def __init__(self):
-        self.registered: list[pulumi.runtime.MockResourceArgs] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.registered.append(args)
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
 
 
 def test_a_pulumi_mock_deployment_gives_the_provider_identity_key_gate_and_outputs(fake):
